@@ -1,0 +1,116 @@
+"""The declaration of one backbone: what it is, how to build it, and its layer groups.
+
+Layer groups are declared once per backbone, as ordered regular-expression rules over
+layer names (timm's ``group_matcher`` idea). Freeze schedules and layer-wise learning
+rates both read them, so they never disagree about what "the top 3 blocks" means.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import keras
+
+STEM = "stem"
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """A named, contiguous run of backbone layers; groups are ordered bottom to top."""
+
+    name: str
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """A set of pretrained weights a backbone can load."""
+
+    name: str  # "imagenet"
+    dataset: str  # what the weights were trained on
+    licence: str  # licence of the weights as published by their source
+    source: str  # where they come from (paper / repository)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything tlzoo needs to know about one registered backbone."""
+
+    name: str
+    family: str
+    builder: Callable[..., keras.Model]
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    default_size: int = 224
+    min_size: int = 32
+    preprocess: Callable[[Any], Any] | None = None  # the family's preprocess_input
+    preprocess_name: str = ""  # dotted import path of ``preprocess``, for the run config
+    feature_dim: int = 0
+    num_params: int = 0  # without the classification top
+    weights: tuple[WeightsInfo, ...] = ()
+    # Ordered (regex, template) rules; the first rule that matches a layer name gives
+    # its group ("{1}" is the first capture). A layer that matches no rule stays in the
+    # group of the layer before it; layers before the first match form the stem.
+    group_rules: tuple[tuple[str, str], ...] = ()
+    # Keras picks its weight file from the input size for some families (MobileNet v1/v2);
+    # weights are then loaded at this size and copied onto the model built at the asked size.
+    weights_size: int | None = None
+    modality: str = "image"
+    channels: int = 3
+    description: str = ""
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.weights)
+
+    def weights_info(self, name: str) -> WeightsInfo | None:
+        return next((w for w in self.weights if w.name == name), None)
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-friendly description, as printed by ``tlzoo backbones --json``."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "modality": self.modality,
+            "default_size": self.default_size,
+            "min_size": self.min_size,
+            "channels": self.channels,
+            "feature_dim": self.feature_dim,
+            "num_params": self.num_params,
+            "preprocess": self.preprocess_name,
+            "weights": {
+                w.name: {"dataset": w.dataset, "licence": w.licence, "source": w.source}
+                for w in self.weights
+            },
+            "group_rules": [list(r) for r in self.group_rules],
+            "description": self.description,
+        }
+
+
+def assign_groups(layer_names: Sequence[str], rules: Sequence[tuple[str, str]]) -> list[LayerGroup]:
+    """Split ordered layer names into groups by ``rules`` (see ``BackboneSpec.group_rules``)."""
+    compiled = [(re.compile(p), t) for p, t in rules]
+    groups: list[tuple[str, list[str]]] = []
+    current = STEM
+    for name in layer_names:
+        for pattern, template in compiled:
+            m = pattern.match(name)
+            if m:
+                current = template.format(*([m.group(0)] + list(m.groups())))
+                break
+        if groups and groups[-1][0] == current:
+            groups[-1][1].append(name)
+        elif any(g == current for g, _ in groups):
+            # A group interrupted by another (rare: branchy graphs) stays one group.
+            next(ls for g, ls in groups if g == current).append(name)
+        else:
+            groups.append((current, [name]))
+    return [LayerGroup(g, tuple(ls)) for g, ls in groups]
+
+
+def layer_groups(backbone: keras.Model, spec: BackboneSpec) -> list[LayerGroup]:
+    """The backbone's layer groups, bottom to top. Input layers belong to no group."""
+    names = [
+        layer.name for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    return assign_groups(names, spec.group_rules)
