@@ -155,3 +155,20 @@ def routed_keras_downloads(
         yield
     finally:
         file_utils.get_file = original
+
+
+def save_keras_h5(model: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``model``'s weights in the h5 layout ``keras.applications`` loads (the format of
+    the files in Keras' cache), atomically: to a temporary name, then renamed."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,73 @@
+"""Medical-imaging plugin: chest X-rays and other grayscale scans.
+
+Registered through the ``tlzoo.plugins`` entry point, exactly as a third-party plugin is.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import keras
+
+from tlzoo.freeze import FreezeSchedule
+from tlzoo.plugin import DomainPlugin
+
+
+class MedicalImagingPlugin(DomainPlugin):
+    """Binary or multiclass diagnosis from grayscale (or RGB) scans.
+
+    Augmentations stay within what a radiologist accepts: small rotations, zoom, shifts and
+    contrast changes. No vertical flips (anatomy has an up), and no horizontal flips by
+    default (the heart sits on the left; set ``horizontal_flip=True`` for modalities where
+    laterality does not matter). Metrics: ROC-AUC, accuracy, sensitivity and specificity at
+    the decision threshold (0.5, a given value, or Youden's J on the validation split).
+    """
+
+    name: ClassVar[str] = "medical-imaging"
+    modality: ClassVar[str] = "image"
+    task: ClassVar[str] = "binary"
+    default_backbone: ClassVar[str] = "mobilenet_v2"
+    default_input_size: ClassVar[int | None] = 128
+    monitor: ClassVar[str] = "auc"
+    description: ClassVar[str] = "chest X-ray / grayscale scans; ROC-AUC, sensitivity, specificity"
+    default_options: ClassVar[dict[str, Any]] = {
+        "task": "binary",  # or "multiclass" for more than two findings
+        "rotation_degrees": 10.0,
+        "zoom": 0.1,
+        "shift": 0.05,
+        "contrast": 0.1,
+        "horizontal_flip": False,
+        "epochs": 12,
+        "head_epochs": 3,
+        "base_lr": 1e-3,
+        "lr_decay": 0.9,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options["task"] not in ("binary", "multiclass"):
+            raise ValueError(f"medical-imaging task must be 'binary' or 'multiclass', got {self.options['task']!r}")
+        self.task = self.options["task"]  # type: ignore[misc]
+        if self.task == "multiclass":
+            self.monitor = "accuracy"  # type: ignore[misc]
+
+    def augmentations(self) -> list[keras.layers.Layer]:
+        o = self.options
+        layers: list[keras.layers.Layer] = []
+        if o["horizontal_flip"]:
+            layers.append(keras.layers.RandomFlip("horizontal"))
+        if o["rotation_degrees"]:
+            layers.append(keras.layers.RandomRotation(o["rotation_degrees"] / 360.0, fill_mode="nearest"))
+        if o["zoom"]:
+            layers.append(keras.layers.RandomZoom(o["zoom"], fill_mode="nearest"))
+        if o["shift"]:
+            layers.append(keras.layers.RandomTranslation(o["shift"], o["shift"], fill_mode="nearest"))
+        if o["contrast"]:
+            layers.append(keras.layers.RandomContrast(o["contrast"], value_range=(0, 255)))
+        return layers
+
+    def freeze_schedule(self, backbone_groups: int) -> FreezeSchedule:
+        o = self.options
+        return FreezeSchedule.fine_tune(
+            epochs=int(o["epochs"]), freeze_epochs=int(o["head_epochs"]),
+            base_lr=float(o["base_lr"]), lr_decay=float(o["lr_decay"]),
+        )

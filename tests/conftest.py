@@ -1,0 +1,55 @@
+"""Shared fixtures. Tests make their own small data; those needing ../shared skip without it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TLZOO_OFFLINE", "1")  # never try a download from tests
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TLZOO_SHARED_DIR", REPO.parent / "shared"))
+
+
+def shared_weights_dir() -> Path | None:
+    for candidate in (os.environ.get("TLZOO_WEIGHTS_DIR"), SHARED / "weights" / "keras" / "models"):
+        if candidate and (Path(candidate) / "mobilenet_2_5_224_tf_no_top.h5").is_file():
+            return Path(candidate)
+    return None
+
+
+def shared_data(name: str) -> Path | None:
+    for base in (os.environ.get("TLZOO_DATA_DIR"), SHARED / "data"):
+        if base and (Path(base) / name).is_file():
+            return Path(base) / name
+    return None
+
+
+@pytest.fixture
+def weights_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared ImageNet weights mirror, or skip."""
+    d = shared_weights_dir()
+    if d is None:
+        pytest.skip("needs ../shared/weights (real ImageNet weights); absent on this machine")
+    monkeypatch.setenv("TLZOO_WEIGHTS_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def scans_npz(tmp_path: Path) -> Path:
+    from tlzoo.synthetic import write_opacity_npz
+
+    return write_opacity_npz(tmp_path / "scans.npz", n_train=96, n_val=48, n_test=64, size=32, contrast=60)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras():
+    yield
+    import keras
+
+    keras.backend.clear_session()
+
+

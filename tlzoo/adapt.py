@@ -1,0 +1,305 @@
+"""The adaptation recipe: build backbone + head, run the freeze schedule, evaluate, and write
+the run directory. Every command (adapt, tune, demo, ...) calls this one recipe."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tlzoo import plots
+from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups
+from tlzoo.data import DataSplits, make_dataset, subsample_labels
+from tlzoo.errors import ConfigError, DataError, TrainingError
+from tlzoo.freeze import FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate, trainable_groups
+from tlzoo.model import build_model, inference_model
+from tlzoo.plugin import DomainPlugin, get_plugin
+from tlzoo.rundir import atomic_dir, check_target, read_yaml, write_json, write_yaml
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+@dataclass
+class AdaptConfig:
+    """Everything that defines a run; written back, resolved, as the run's ``config.yaml``."""
+
+    plugin: str
+    data: str
+    out: str | None = None
+    backbone: str | None = None  # default: the plugin's
+    weights: str | None = "imagenet"  # a named set, a file path, or None (random init)
+    weights_sha256: str | None = None
+    input_size: int | None = None  # default: the plugin's, else the backbone's
+    schedule: dict[str, Any] | None = None  # {"kind": ..., params} or {"stages": [...]}
+    batch_size: int = 32
+    label_fraction: float | None = None
+    labels_per_class: int | None = None
+    seed: int = 0
+    plugin_options: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    verbose: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AdaptConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "AdaptConfig":
+        raw = read_yaml(Path(path)) or {}
+        section = raw.get("adapt", raw)  # a run's config.yaml keeps the inputs under "adapt"
+        return cls.from_dict({**section, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+
+
+class _Watch(keras.callbacks.Callback):
+    """Stops on a non-finite loss, keeps the best weights across stages, records history."""
+
+    def __init__(self, monitor: str, mode: str, best_path: Path, stage: Stage, state: dict[str, Any]):
+        super().__init__()
+        self.monitor, self.mode, self.best_path, self.stage, self.state = monitor, mode, best_path, stage, state
+        self._t0 = 0.0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingError(
+                f"loss became {float(loss)} in stage {self.stage.name!r} at batch {batch}; "
+                f"lower the learning rate (now {self.stage.learning_rate}) or check the data for extreme values"
+            )
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        row = {"stage": self.stage.name, "epoch": len(self.state["history"]) + 1,
+               "seconds": round(time.perf_counter() - self._t0, 2), **logs}
+        self.state["history"].append(row)
+        value = logs.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        best = self.state.get("best")
+        better = best is None or (value > best if self.mode == "max" else value < best)
+        if better:
+            self.state.update(best=value, best_epoch=row["epoch"], best_stage=self.stage.name)
+            self.model.save_weights(self.best_path)
+
+
+def _resolve_schedule(cfg: AdaptConfig, plugin: DomainPlugin, n_groups: int) -> FreezeSchedule:
+    schedule = FreezeSchedule.from_dict(cfg.schedule) if cfg.schedule else plugin.freeze_schedule(n_groups)
+    if not schedule.stages or schedule.total_epochs == 0:
+        raise ConfigError("the freeze schedule trains for 0 epochs; give at least one stage with epochs > 0")
+    return schedule
+
+
+def _augmenter(plugin: DomainPlugin, seed: int) -> Any:
+    layers = plugin.augmentations()
+    if not layers:
+        return None
+
+    def augment(x: Any) -> Any:
+        for layer in layers:
+            x = layer(x, training=True)
+        return x
+
+    return augment
+
+
+def prepare_data(cfg: AdaptConfig, plugin: DomainPlugin) -> tuple[DataSplits, int]:
+    data = plugin.read_data(cfg.data, seed=cfg.seed)
+    plugin.check_data(data)
+    num_classes = plugin.num_classes(data)
+    full_train = len(data.train)
+    data.train = subsample_labels(data.train, fraction=cfg.label_fraction, per_class=cfg.labels_per_class, seed=cfg.seed)
+    if len(data.train) != full_train:
+        data.notes.append(f"train labels subsampled: {len(data.train)} of {full_train} (stratified, seed {cfg.seed})")
+        plugin.check_data(data)
+    if not data.class_names:
+        data.class_names = [str(i) for i in range(num_classes)]
+    return data, num_classes
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
+    """Adapt a pretrained backbone to a domain data set with a plugin's recipe.
+
+    ``tlzoo.adapt(plugin="medical-imaging", data="x.npz", out="runs/x", label_fraction=0.1)``
+    """
+    cfg = config if config is not None else AdaptConfig(**kwargs)
+    t_start = time.perf_counter()
+
+    # Everything that can be checked before any long computation is checked here.
+    plugin = get_plugin(cfg.plugin, **cfg.plugin_options)
+    backbone_name = cfg.backbone or plugin.default_backbone
+    spec = get_backbone_spec(backbone_name)
+    input_size = int(cfg.input_size or plugin.default_input_size or spec.default_size)
+    check_input_shape(spec, (input_size, input_size, spec.channels))
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    out = Path(cfg.out or f"runs/{plugin.name}-{backbone_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_target(out, cfg.overwrite)
+    if cfg.schedule:
+        FreezeSchedule.from_dict(cfg.schedule)  # validates early
+    data, num_classes = prepare_data(cfg, plugin)
+
+    keras.utils.set_random_seed(cfg.seed)
+    backbone, spec, weights_record = build_backbone(
+        backbone_name, cfg.weights, (input_size, input_size, spec.channels), sha256=cfg.weights_sha256
+    )
+    groups = layer_groups(backbone, spec)
+    schedule = _resolve_schedule(cfg, plugin, len(groups))
+    model = build_model(plugin, spec, backbone, data.train.x.shape[1:], input_size, num_classes)
+
+    class_weight = plugin.class_weights(data.train.y, num_classes)
+    train_ds = make_dataset(data.train, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
+                            augment=_augmenter(plugin, cfg.seed))
+    val_ds = make_dataset(data.val, batch_size=cfg.batch_size, training=False)
+    steps = math.ceil(len(data.train) / cfg.batch_size)
+    monitor = "val_" + plugin.monitor
+
+    resolved = {
+        "adapt": {**dataclasses.asdict(cfg), "out": str(out), "backbone": backbone_name, "input_size": input_size},
+        "schedule": schedule.to_dict(),
+        "plugin": plugin.describe() | {"options": plugin.options},
+        "backbone": {"name": spec.name, "family": spec.family, "num_params": spec.num_params,
+                     "layer_groups": [g.name for g in groups], "preprocess": spec.preprocess_name},
+        "weights": weights_record.to_dict() if weights_record else {"source": "random" if cfg.weights is None else cfg.weights},
+        "data": {**data.summary(), "fingerprint": data.fingerprint()},
+        "class_weight": class_weight,
+        "environment": {"python": platform.python_version(), "keras": keras.__version__,
+                        "tensorflow": _tf_version(), "tlzoo": _tlzoo_version()},
+    }
+
+    with atomic_dir(out, cfg.overwrite) as tmp:
+        write_yaml(tmp / CONFIG_FILE, resolved)
+        state: dict[str, Any] = {"history": []}
+        for i, stage in enumerate(schedule.stages, start=1):
+            if stage.epochs == 0:
+                continue
+            multipliers = apply_stage(backbone, groups, stage)
+            optimizer = make_optimizer(
+                plugin.options["optimizer"], stage_learning_rate(stage, steps), multipliers,
+                **({"weight_decay": plugin.options["weight_decay"]} if plugin.options["optimizer"] == "adamw" else {}),
+            )
+            model.compile(optimizer=optimizer, loss=plugin.loss(num_classes), metrics=plugin.metrics(num_classes))
+            n_train = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+            if cfg.verbose:
+                print(f"stage {i}/{len(schedule.stages)} {stage.name!r}: {stage.epochs} epochs, "
+                      f"{len(trainable_groups(groups, stage))}/{len(groups)} backbone groups trainable, "
+                      f"{n_train:,} trainable parameters, lr {stage.learning_rate:g}"
+                      + (f" (x{stage.lr_decay:g} per group down)" if stage.lr_decay < 1 else ""), flush=True)
+            callbacks: list[keras.callbacks.Callback] = [
+                _Watch(monitor, plugin.monitor_mode, tmp / BEST_WEIGHTS, stage, state)
+            ]
+            if stage.patience:
+                callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience, mode=plugin.monitor_mode))
+            model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, class_weight=class_weight,
+                      callbacks=callbacks, shuffle=False, verbose=1 if cfg.verbose else 0)
+        if "best" not in state:
+            raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
+        model.load_weights(tmp / BEST_WEIGHTS)
+        metrics = _evaluate_and_report(tmp, model, plugin, data, cfg.batch_size, state, resolved)
+        inference_model(model).save(tmp / MODEL_FILE)
+    if cfg.verbose:
+        print(f"run written to {out}", flush=True)
+    return RunResult(out, metrics, state["history"], resolved)
+
+
+def _evaluate_and_report(
+    run_dir: Path, model: keras.Model, plugin: DomainPlugin, data: DataSplits, batch_size: int,
+    state: dict[str, Any], resolved: dict[str, Any],
+) -> dict[str, Any]:
+    p_val = predict(model, data.val.x, batch_size)
+    p_test = predict(model, data.test.x, batch_size)
+    threshold = plugin.choose_threshold(data.val.y, p_val)
+    test = plugin.evaluate(data.test.y, p_test, threshold=threshold)
+    val = plugin.evaluate(data.val.y, p_val, threshold=threshold)
+    metrics = {
+        "test": test,
+        "val": val,
+        "best_epoch": state["best_epoch"],
+        "best_stage": state["best_stage"],
+        "monitor": {"name": "val_" + plugin.monitor, "value": state["best"]},
+        "n_train": len(data.train),
+        "class_names": data.class_names,
+    }
+    history = state["history"]
+    write_json(run_dir / METRICS_FILE, metrics)
+    write_json(run_dir / "history.json", history)
+    _write_history_csv(run_dir / "history.csv", history)
+    np.savez_compressed(run_dir / "test_predictions.npz", y_true=data.test.y, probs=p_test)
+    plots.learning_curves(history, plugin.monitor, run_dir / "learning_curves.png")
+    if "confusion_matrix" in test:
+        plots.confusion_matrix(test["confusion_matrix"], data.class_names, run_dir / "confusion_matrix.png",
+                               title=f"test, threshold {threshold:.3g}" if plugin.task == "binary" else "test")
+    if plugin.task == "binary":
+        plots.roc_curve(data.test.y, p_test.reshape(-1), run_dir / "roc_curve.png", title="test ROC")
+    return metrics
+
+
+def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    lines = [",".join(keys)] + [",".join(str(row.get(k, "")) for k in keys) for row in history]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], keras.Model]:
+    """The resolved config and the trained model of a run directory."""
+    import tlzoo.layers  # noqa: F401  (registers the custom layers before loading)
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / MODEL_FILE).is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a tlzoo run directory (no {CONFIG_FILE} / {MODEL_FILE})")
+    return read_yaml(run_dir / CONFIG_FILE), keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
+
+
+def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", batch_size: int = 64) -> dict[str, Any]:
+    """Re-evaluate a run's model on its test split (or another source's), at the run's threshold."""
+    config, model = load_run(run_dir)
+    adapt_cfg = config["adapt"]
+    plugin = get_plugin(adapt_cfg["plugin"], **adapt_cfg.get("plugin_options", {}))
+    splits = plugin.read_data(data or adapt_cfg["data"], seed=adapt_cfg.get("seed", 0))
+    plugin.check_data(splits)
+    if split not in ("train", "val", "test"):
+        raise DataError(f"split must be train, val or test, got {split!r}")
+    s = splits.split(split)
+    saved = read_yaml(Path(run_dir) / METRICS_FILE) if (Path(run_dir) / METRICS_FILE).exists() else {}
+    threshold = float(saved.get("test", {}).get("threshold", 0.5)) if isinstance(saved, dict) else 0.5
+    return plugin.evaluate(s.y, predict(model, s.x, batch_size), threshold=threshold)
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def _tlzoo_version() -> str:
+    from tlzoo import __version__
+
+    return __version__

@@ -1,0 +1,191 @@
+"""The ``tlzoo`` command: a thin layer over the Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from tlzoo.errors import TlzooError
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _options(pairs: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise TlzooError(f"--option takes KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from tlzoo.backbones import backbone_info, list_backbones
+
+    names = list_backbones(args.pattern)
+    if args.json:
+        print(json.dumps([backbone_info(n) for n in names], indent=2))
+        return 0
+    print(f"{'name':26} {'family':16} {'size':>5} {'min':>4} {'features':>8} {'params':>12}  weights (licence)")
+    for n in names:
+        i = backbone_info(n)
+        w = ", ".join(f"{k} ({v['licence']})" for k, v in i["weights"].items()) or "-"
+        print(f"{n:26} {i['family']:16} {i['default_size']:>5} {i['min_size']:>4} {i['feature_dim']:>8} {i['num_params']:>12,}  {w}")
+    print(f"{len(names)} backbones")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from tlzoo.plugin import DISCOVERY_ERRORS, plugin_classes
+
+    infos = [c.describe() for c in plugin_classes()]
+    if args.json:
+        print(json.dumps({"plugins": infos, "failed": DISCOVERY_ERRORS}, indent=2))
+        return 0
+    for i in infos:
+        print(f"{i['name']:22} {i['modality']:10} {i['task']:11} backbone {i['default_backbone']:16} {i['description']}")
+    for name, err in DISCOVERY_ERRORS.items():
+        print(f"{name:22} FAILED TO LOAD: {err}")
+    return 0
+
+
+def _schedule_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.schedule:
+        return None
+    kind, _, n = args.schedule.partition(":")
+    params: dict[str, Any] = {"kind": kind}
+    if kind == "top":
+        if not n.isdigit():
+            raise TlzooError(f"--schedule top needs a group count, e.g. top:3; got {args.schedule!r}")
+        params["groups"] = int(n)
+    for key in ("epochs", "head_epochs", "lr", "lr_decay", "patience"):
+        value = getattr(args, key)
+        if value is not None:
+            params[key] = value
+    if kind == "fine_tune":  # fastai's names
+        params = {{"head_epochs": "freeze_epochs", "lr": "base_lr"}.get(k, k): v for k, v in params.items()}
+    if kind == "feature_extraction":
+        params.pop("head_epochs", None)
+        params.pop("lr_decay", None)
+    return params
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from tlzoo.adapt import AdaptConfig, adapt
+
+    overrides = {
+        "plugin": args.plugin, "data": args.data, "out": args.out, "backbone": args.backbone,
+        "weights": None if args.weights in ("none", "None") else args.weights,
+        "input_size": args.input_size, "batch_size": args.batch_size, "label_fraction": args.label_fraction,
+        "labels_per_class": args.labels_per_class, "seed": args.seed, "schedule": _schedule_from_args(args),
+        "plugin_options": _options(args.option) or None, "overwrite": args.overwrite or None,
+        "weights_sha256": args.weights_sha256,
+    }
+    if args.config:
+        cfg = AdaptConfig.from_yaml(args.config, **overrides)
+    else:
+        if not args.plugin or not args.data:
+            raise TlzooError("adapt needs --plugin and --data (or --config FILE)")
+        cfg = AdaptConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    if args.weights in ("none", "None"):
+        cfg.weights = None
+    result = adapt(cfg)
+    _print_metrics(result.metrics["test"], f"test metrics ({result.metrics['n_train']} training labels)")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    print(title + ":")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            print(f"  {key:18} {value:.4f}")
+        elif isinstance(value, int):
+            print(f"  {key:18} {value}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tlzoo.adapt import evaluate
+
+    metrics = evaluate(args.run_dir, data=args.data, split=args.split)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics(metrics, f"{args.split} metrics of {args.run_dir}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tlzoo.demo import run_demo
+
+    run_demo(out=args.out, backbone=args.backbone)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tlzoo", description="Transfer learning for Keras 3: zoo, plugins, adaptation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("backbones", help="list registered backbones")
+    p.add_argument("pattern", nargs="?", help="glob, e.g. 'efficientnet*'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("plugins", help="list domain plugins")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("adapt", help="adapt a pretrained backbone to a domain data set")
+    p.add_argument("--plugin")
+    p.add_argument("--data", help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--backbone")
+    p.add_argument("--weights", help="'imagenet' (default), a weights file, or 'none'")
+    p.add_argument("--weights-sha256", help="pin: the weights file's expected sha256")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--label-fraction", type=float, help="keep this stratified fraction of training labels")
+    p.add_argument("--labels-per-class", type=int, help="keep this many training labels per class")
+    p.add_argument("--schedule", help="feature_extraction | top:N | full | gradual | fine_tune")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--head-epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lr-decay", type=float, help="layer-wise learning-rate decay per group")
+    p.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
+    p.add_argument("--config", help="YAML config (e.g. a run's config.yaml); flags override it")
+    p.add_argument("--out", help="run directory to write")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_adapt)
+
+    p = sub.add_parser("evaluate", help="re-evaluate a run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="another data source with the same classes")
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="adapt a pretrained backbone on a generated data set (no download)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--backbone", default="mobilenet_v2")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TlzooError as exc:
+        print(f"tlzoo: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Freeze schedules and layer-wise learning rates, both derived from a backbone's layer groups.
+
+A schedule is a list of stages. Each stage says how many layer groups, counted from the top
+of the backbone, are trainable (0 = head only, "all" = everything), for how many epochs,
+at which learning rate, and how fast the learning rate decays per group going down
+(discriminative / layer-wise learning rates: group ``k`` below the top trainable one gets
+``lr * lr_decay ** (k + 1)``; the head gets ``lr``).
+
+BatchNormalization layers of the backbone keep ``trainable = False`` unless a stage asks
+otherwise: in Keras 3, ``fit`` calls the model with ``training=True``, which overrides a
+nested ``training=False``; a BN layer stays in inference mode only while its own
+``trainable`` is False (keras-team/keras#20285).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import keras
+
+from tlzoo.backbones.spec import LayerGroup
+from tlzoo.errors import ConfigError
+
+SCHEDULE_KINDS = ("feature_extraction", "top", "full", "gradual", "fine_tune")
+
+
+@dataclass
+class Stage:
+    """One stage of a freeze schedule."""
+
+    name: str
+    epochs: int
+    trainable: int | str = 0  # top layer groups trainable: 0 = head only, "all" = all groups
+    learning_rate: float = 1e-3
+    lr_decay: float = 1.0  # per-group multiplier going down from the top trainable group
+    schedule: str = "cosine"  # "cosine" or "constant" within the stage
+    warmup_epochs: int = 0
+    train_batchnorm: bool = False
+    patience: int | None = None  # early stopping on the plugin's monitor metric
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"stage {self.name!r}: epochs must be >= 0, got {self.epochs}")
+        if not (isinstance(self.trainable, int) and self.trainable >= 0) and self.trainable != "all":
+            raise ConfigError(
+                f"stage {self.name!r}: trainable must be a group count >= 0 or 'all', "
+                f"got {self.trainable!r}"
+            )
+        if not self.learning_rate > 0:
+            raise ConfigError(f"stage {self.name!r}: learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"stage {self.name!r}: lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"stage {self.name!r}: schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+
+
+@dataclass
+class FreezeSchedule:
+    """An ordered list of stages, built by the classmethods for the usual recipes."""
+
+    stages: list[Stage] = field(default_factory=list)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stages": [asdict(s) for s in self.stages]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FreezeSchedule":
+        if "stages" in data:
+            return cls([Stage(**s) for s in data["stages"]])
+        params = dict(data)
+        kind = params.pop("kind", None)
+        return cls.named(kind, **params)
+
+    @classmethod
+    def named(cls, kind: str | None, **params: Any) -> "FreezeSchedule":
+        if kind not in SCHEDULE_KINDS:
+            raise ConfigError(f"unknown freeze schedule {kind!r}; choose one of {', '.join(SCHEDULE_KINDS)}")
+        try:
+            return getattr(cls, kind)(**params)
+        except TypeError as exc:
+            raise ConfigError(f"bad parameters for schedule {kind!r}: {exc}") from None
+
+    @classmethod
+    def feature_extraction(cls, epochs: int = 10, lr: float = 1e-3, patience: int | None = None) -> "FreezeSchedule":
+        """Backbone frozen; only the head trains."""
+        return cls([Stage("head", epochs, 0, lr, patience=patience)])
+
+    @classmethod
+    def top(
+        cls, groups: int, epochs: int = 10, lr: float = 1e-4, head_epochs: int = 3,
+        head_lr: float = 1e-3, lr_decay: float = 1.0, patience: int | None = None,
+    ) -> "FreezeSchedule":
+        """Train the head, then retrain the top ``groups`` layer groups with it."""
+        stages = [Stage("head", head_epochs, 0, head_lr)] if head_epochs else []
+        stages.append(Stage(f"top{groups}", epochs, groups, lr, lr_decay, warmup_epochs=1 if epochs > 2 else 0, patience=patience))
+        return cls(stages)
+
+    @classmethod
+    def full(
+        cls, epochs: int = 10, lr: float = 1e-4, head_epochs: int = 3, head_lr: float = 1e-3,
+        lr_decay: float = 1.0, patience: int | None = None,
+    ) -> "FreezeSchedule":
+        """Train the head, then fine-tune the whole network (global fine-tuning)."""
+        stages = [Stage("head", head_epochs, 0, head_lr)] if head_epochs else []
+        stages.append(Stage("all", epochs, "all", lr, lr_decay, warmup_epochs=1 if epochs > 2 else 0, patience=patience))
+        return cls(stages)
+
+    @classmethod
+    def gradual(
+        cls, steps: int = 3, groups_per_step: int = 2, epochs_per_step: int = 2, lr: float = 1e-4,
+        head_epochs: int = 2, head_lr: float = 1e-3, lr_decay: float = 1.0,
+        final_all: bool = True, final_epochs: int = 0, patience: int | None = None,
+    ) -> "FreezeSchedule":
+        """Gradual unfreezing (ULMFiT): head, then ``groups_per_step`` more groups per stage."""
+        stages = [Stage("head", head_epochs, 0, head_lr)] if head_epochs else []
+        for i in range(1, steps + 1):
+            stages.append(Stage(f"top{i * groups_per_step}", epochs_per_step, i * groups_per_step, lr, lr_decay))
+        if final_all:
+            stages.append(Stage("all", final_epochs or epochs_per_step, "all", lr, lr_decay, patience=patience))
+        return cls(stages)
+
+    @classmethod
+    def fine_tune(
+        cls, epochs: int = 10, freeze_epochs: int = 2, base_lr: float = 2e-3, lr_decay: float = 0.85,
+        patience: int | None = None,
+    ) -> "FreezeSchedule":
+        """fastai's ``fine_tune``: head for ``freeze_epochs`` at ``base_lr``, then everything
+        at ``base_lr / 2`` with layer-wise decay toward the bottom of the backbone."""
+        stages = [Stage("head", freeze_epochs, 0, base_lr)] if freeze_epochs else []
+        stages.append(Stage("all", epochs, "all", base_lr / 2, lr_decay, warmup_epochs=1 if epochs > 2 else 0, patience=patience))
+        return cls(stages)
+
+
+def _is_batchnorm(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def trainable_groups(groups: Sequence[LayerGroup], stage: Stage) -> list[LayerGroup]:
+    """The groups a stage trains, bottom to top."""
+    n = len(groups) if stage.trainable == "all" else min(int(stage.trainable), len(groups))
+    return list(groups[len(groups) - n :]) if n else []
+
+
+def apply_stage(
+    backbone: keras.Model, groups: Sequence[LayerGroup], stage: Stage
+) -> dict[str, float]:
+    """Set ``trainable`` on the backbone's layers for ``stage``.
+
+    Returns learning-rate multipliers by variable path for the trainable backbone variables
+    (variables not listed, i.e. the head, train at the stage's full learning rate).
+    """
+    active = trainable_groups(groups, stage)
+    # Multiplier per group: the top trainable group gets lr_decay, the next lr_decay**2, ...
+    group_mult = {g.name: stage.lr_decay ** (len(active) - i) for i, g in enumerate(active)}
+    layer_group = {name: g.name for g in groups for name in g.layers}
+    backbone.trainable = bool(active)
+    multipliers: dict[str, float] = {}
+    for layer in backbone.layers:
+        group = layer_group.get(layer.name)
+        train = group in group_mult and (stage.train_batchnorm or not _is_batchnorm(layer))
+        layer.trainable = train
+        if train:
+            for var in layer.trainable_weights:
+                multipliers[var.path] = group_mult[group]
+    return multipliers
+
+
+class LayerwiseLearningRate:
+    """Mixin for a Keras optimizer: scales each variable's learning rate by a multiplier.
+
+    Scaling gradients would not do it (Adam is invariant to gradient scale), so the
+    learning rate handed to ``update_step`` is scaled per variable.
+    """
+
+    lr_multipliers: dict[str, float]
+
+    def build(self, variables: list[Any]) -> None:  # type: ignore[override]
+        super().build(variables)  # type: ignore[misc]
+        table = getattr(self, "lr_multipliers", {}) or {}
+        self._lr_multiplier_list = [float(table.get(v.path, 1.0)) for v in variables]
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> Any:
+        mult = self._lr_multiplier_list[self._get_variable_index(variable)]  # type: ignore[attr-defined]
+        if mult != 1.0:
+            learning_rate = learning_rate * mult
+        return super().update_step(gradient, variable, learning_rate)  # type: ignore[misc]
+
+
+_OPTIMIZERS = {"adamw": keras.optimizers.AdamW, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+_LAYERWISE_CLASSES: dict[str, type] = {}
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    multipliers: dict[str, float] | None = None,
+    **kwargs: Any,
+) -> keras.optimizers.Optimizer:
+    """An optimizer (``adamw``, ``adam``, ``sgd``) with per-variable learning-rate multipliers."""
+    if name not in _OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(_OPTIMIZERS)}")
+    base = _OPTIMIZERS[name]
+    cls = _LAYERWISE_CLASSES.setdefault(
+        name, type(f"Layerwise{base.__name__}", (LayerwiseLearningRate, base), {})
+    )
+    optimizer = cls(learning_rate=learning_rate, **kwargs)
+    optimizer.lr_multipliers = dict(multipliers or {})
+    return optimizer
+
+
+def stage_learning_rate(stage: Stage, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The stage's learning rate over its steps: constant, or cosine decay after a linear warm-up."""
+    total = max(1, stage.epochs * steps_per_epoch)
+    if stage.schedule == "constant":
+        return stage.learning_rate
+    warmup = min(stage.warmup_epochs * steps_per_epoch, total - 1)
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=stage.learning_rate / 10, decay_steps=total - warmup,
+            warmup_target=stage.learning_rate, warmup_steps=warmup, alpha=0.01,
+        )
+    return keras.optimizers.schedules.CosineDecay(stage.learning_rate, decay_steps=total, alpha=0.01)

@@ -1,0 +1,41 @@
+"""Assemble the adapted model: raw input -> plugin adapter -> backbone preprocessing ->
+backbone -> plugin head. One builder, used by training, evaluation and export."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+
+from tlzoo.backbones.spec import BackboneSpec
+from tlzoo.layers import BackbonePreprocess
+
+
+def build_model(
+    plugin: Any,
+    spec: BackboneSpec,
+    backbone: keras.Model,
+    raw_shape: Sequence[int | None],
+    input_size: int,
+    num_classes: int,
+) -> keras.Model:
+    """The full model. ``raw_shape`` is one sample's shape as the data holds it (H, W, C);
+    height and width are left free so deployments can feed any size."""
+    inputs = keras.Input(shape=(None, None, raw_shape[-1]), name="image")
+    x = plugin.input_adapter(inputs, input_size)
+    x = BackbonePreprocess(spec.name, name="backbone_preprocess")(x)
+    features = backbone(x)
+    outputs = plugin.build_head(features, num_classes)
+    return keras.Model(inputs, outputs, name=f"{plugin.name}_{spec.name}")
+
+
+def find_backbone(model: keras.Model) -> keras.Model:
+    """The nested backbone model inside an adapted model."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ValueError(f"expected one nested backbone in {model.name}, found {len(nested)}")
+    return nested[0]
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """A never-compiled view of ``model`` (same layers and weights) for saving and export."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)

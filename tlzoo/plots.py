@@ -1,0 +1,68 @@
+"""PNG figures written next to the numbers: learning curves, confusion matrix, ROC."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def learning_curves(history: Sequence[dict[str, Any]], monitor: str, path: Path) -> None:
+    """Loss and the monitor metric per epoch, train and validation, with stage boundaries."""
+    epochs = np.arange(1, len(history) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key in zip(axes, ("loss", monitor)):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [row.get(prefix + key, np.nan) for row in history]
+            ax.plot(epochs, values, style, marker="o", ms=3, label=("val " if prefix else "train ") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        for i in range(1, len(history)):
+            if history[i]["stage"] != history[i - 1]["stage"]:
+                ax.axvline(i + 0.5, color="grey", lw=0.8)
+                ax.text(i + 0.6, ax.get_ylim()[1], history[i]["stage"], va="top", fontsize=8, color="grey")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str = "") -> None:
+    cm = np.asarray(matrix)
+    k = len(cm)
+    fig, ax = plt.subplots(figsize=(2.2 + 0.6 * k, 1.8 + 0.6 * k))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    names = list(class_names) or [str(i) for i in range(k)]
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def roc_curve(y_true: np.ndarray, probs: np.ndarray, path: Path, title: str = "") -> None:
+    from sklearn.metrics import roc_auc_score, roc_curve as sk_roc
+
+    fpr, tpr, _ = sk_roc(y_true, probs)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y_true, probs):.3f}")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
