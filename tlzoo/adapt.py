@@ -74,9 +74,11 @@ class RunResult:
 class _Watch(keras.callbacks.Callback):
     """Stops on a non-finite loss, keeps the best weights across stages, records history."""
 
-    def __init__(self, monitor: str, mode: str, best_path: Path, stage: Stage, state: dict[str, Any]):
+    def __init__(self, monitor: str, mode: str, best_path: Path, stage: Stage, state: dict[str, Any],
+                 weights_view: keras.Model):
         super().__init__()
         self.monitor, self.mode, self.best_path, self.stage, self.state = monitor, mode, best_path, stage, state
+        self.weights_view = weights_view  # saves layer weights only, not the optimizer's
         self._t0 = 0.0
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
@@ -102,7 +104,7 @@ class _Watch(keras.callbacks.Callback):
         better = best is None or (value > best if self.mode == "max" else value < best)
         if better:
             self.state.update(best=value, best_epoch=row["epoch"], best_stage=self.stage.name)
-            self.model.save_weights(self.best_path)
+            self.weights_view.save_weights(self.best_path)
 
 
 def _resolve_schedule(cfg: AdaptConfig, plugin: DomainPlugin, n_groups: int) -> FreezeSchedule:
@@ -196,6 +198,7 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
     with atomic_dir(out, cfg.overwrite) as tmp:
         write_yaml(tmp / CONFIG_FILE, resolved)
         state: dict[str, Any] = {"history": []}
+        weights_view = inference_model(model)
         for i, stage in enumerate(schedule.stages, start=1):
             if stage.epochs == 0:
                 continue
@@ -212,7 +215,7 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
                       f"{n_train:,} trainable parameters, lr {stage.learning_rate:g}"
                       + (f" (x{stage.lr_decay:g} per group down)" if stage.lr_decay < 1 else ""), flush=True)
             callbacks: list[keras.callbacks.Callback] = [
-                _Watch(monitor, plugin.monitor_mode, tmp / BEST_WEIGHTS, stage, state)
+                _Watch(monitor, plugin.monitor_mode, tmp / BEST_WEIGHTS, stage, state, weights_view)
             ]
             if stage.patience:
                 callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience, mode=plugin.monitor_mode))
@@ -220,9 +223,9 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
                       callbacks=callbacks, shuffle=False, verbose=1 if cfg.verbose else 0)
         if "best" not in state:
             raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
-        model.load_weights(tmp / BEST_WEIGHTS)
+        weights_view.load_weights(tmp / BEST_WEIGHTS)
         metrics = _evaluate_and_report(tmp, model, plugin, data, cfg.batch_size, state, resolved)
-        inference_model(model).save(tmp / MODEL_FILE)
+        weights_view.save(tmp / MODEL_FILE)
     if cfg.verbose:
         print(f"run written to {out}", flush=True)
     return RunResult(out, metrics, state["history"], resolved)

@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each installs what it needs
+# into .venv first (once; again when pyproject.toml changes).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED ?= ../shared
+
+# Real ImageNet weights and data sets, where this machine has them (never copied into the repo).
+ifneq ($(wildcard $(SHARED)/weights/keras/models),)
+export TLZOO_WEIGHTS_DIR ?= $(abspath $(SHARED)/weights/keras/models)
+endif
+ifneq ($(wildcard $(SHARED)/data),)
+export TLZOO_DATA_DIR ?= $(abspath $(SHARED)/data)
+endif
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test benchmark clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/tlzoo demo
+
+test: install
+	$(BIN)/python -m pytest
+
+benchmark: install
+	$(BIN)/python benchmarks/pneumonia_transfer.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,144 @@
+"""The adapt recipe end to end on generated data, its run directory, and its bad-input errors."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import keras
+
+from support import fast_config
+from tlzoo.adapt import AdaptConfig, adapt, evaluate, load_run
+from tlzoo.errors import ConfigError, DataError, TrainingError
+from tlzoo.plugin import DomainPlugin, PLUGINS, register_plugin
+
+
+def test_adapt_writes_a_complete_run_directory(scans_npz, tmp_path):
+    out = tmp_path / "run"
+    result = adapt(fast_config(data=str(scans_npz), out=str(out)))
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "metrics.json", "history.csv", "history.json", "best.weights.h5", "model.keras",
+            "learning_curves.png", "confusion_matrix.png", "roc_curve.png", "test_predictions.npz"} <= names
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["n"] == 64 and 0 <= test["roc_auc"] <= 1
+    assert sum(map(sum, test["confusion_matrix"])) == 64
+    # The numbers are the model's: recompute them from the saved predictions.
+    pred = np.load(out / "test_predictions.npz")
+    from sklearn.metrics import roc_auc_score
+
+    assert test["roc_auc"] == pytest.approx(roc_auc_score(pred["y_true"], pred["probs"].ravel()))
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["adapt"]["backbone"] == "mobilenet_025" and config["weights"] == {"source": "random"}
+    assert config["data"]["fingerprint"] and config["data"]["train"]["n"] == 96
+    assert [s["name"] for s in config["schedule"]["stages"]] == ["head", "all"]
+    assert [r["stage"] for r in result.history] == ["head", "all"]
+
+    # The saved model reproduces the saved predictions, and `evaluate` agrees with metrics.json.
+    _, model = load_run(out)
+    from tlzoo.data import read_npz
+
+    x_test = read_npz(scans_npz).test.x
+    np.testing.assert_allclose(model.predict(x_test, verbose=0), pred["probs"], atol=1e-5)
+    again = evaluate(out)
+    assert again["roc_auc"] == pytest.approx(test["roc_auc"], abs=1e-6)
+
+
+def test_label_subsampling_is_recorded(scans_npz, tmp_path):
+    result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "r"), labels_per_class=10))
+    assert result.metrics["n_train"] == 20
+    assert result.config["data"]["train"]["per_class"] == [10, 10]
+    assert any("subsampled: 20 of 96" in n for n in result.config["data"]["notes"])
+
+
+def test_real_pretrained_backbone_beats_chance_on_generated_scans(scans_npz, tmp_path, weights_dir):
+    result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "r"), weights="imagenet", input_size=64,
+                               schedule={"kind": "fine_tune", "freeze_epochs": 2, "epochs": 3, "base_lr": 2e-3}))
+    assert result.config["weights"]["source"] == "mirror"
+    assert result.metrics["test"]["roc_auc"] > 0.75
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(input_size=16), ConfigError, "smaller than 'mobilenet_025'.s minimum of 32x32"),
+    (dict(backbone="resnet5O"), Exception, "unknown backbone 'resnet5O'"),
+    (dict(plugin="medical"), Exception, "unknown plugin 'medical'"),
+    (dict(batch_size=0), ConfigError, "batch_size must be >= 1"),
+    (dict(schedule={"kind": "feature_extraction", "epochs": 0}), ConfigError, "0 epochs"),
+    (dict(plugin_options={"dropuot": 0.5}), ConfigError, r"no option\(s\) \['dropuot'\]"),
+])
+def test_bad_options_fail_before_training(scans_npz, tmp_path, change, error, message):
+    out = tmp_path / "r"
+    with pytest.raises(error, match=message):
+        adapt(fast_config(data=str(scans_npz), out=str(out), **change))
+    assert not out.exists() and not list(tmp_path.glob(".r.tmp-*"))
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _imgs(n, c=1):
+    return np.random.default_rng(0).integers(0, 255, (n, 32, 32, c), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (lambda: dict(train_images=_imgs(10), train_labels=np.array([0, 1, 2] * 3 + [0]),
+                  test_images=_imgs(6), test_labels=np.arange(6) % 2), r"label values \[2\] are outside"),
+    (lambda: dict(train_images=_imgs(10), train_labels=np.zeros(10), val_images=_imgs(4),
+                  val_labels=np.arange(4) % 2, test_images=_imgs(6), test_labels=np.arange(6) % 2),
+     "the train split has only one class"),
+    (lambda: dict(train_images=_imgs(10, 4), train_labels=np.arange(10) % 2, val_images=_imgs(4, 4),
+                  val_labels=np.arange(4) % 2, test_images=_imgs(6, 4), test_labels=np.arange(6) % 2),
+     "1 or 3 channels, got 4"),
+    (lambda: dict(train_images=_imgs(10), train_labels=np.arange(10) % 2, val_images=_imgs(0),
+                  val_labels=np.zeros(0), test_images=_imgs(6), test_labels=np.arange(6) % 2),
+     "the val split of .* is empty"),
+    (lambda: dict(train_images=np.full((10, 32, 32), np.nan), train_labels=np.arange(10) % 2,
+                  test_images=_imgs(6)[..., 0], test_labels=np.arange(6) % 2), "NaN or infinite"),
+])
+def test_bad_data_fails_with_the_value(tmp_path, arrays, message):
+    with pytest.raises(DataError, match=message):
+        adapt(fast_config(data=_npz(tmp_path, **arrays()), out=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
+
+
+def test_non_finite_loss_stops_and_leaves_nothing(scans_npz, tmp_path):
+    @register_plugin(replace=True)
+    class Exploding(DomainPlugin):
+        name = "test-exploding"
+        task = "binary"
+
+        def loss(self, num_classes):
+            return lambda y, p: keras.ops.mean(p) * np.nan
+
+    try:
+        out = tmp_path / "r"
+        with pytest.raises(TrainingError, match="loss became nan in stage 'head'"):
+            adapt(fast_config(data=str(scans_npz), out=str(out), plugin="test-exploding"))
+        assert not out.exists() and not list(tmp_path.glob(".r.tmp-*"))
+    finally:
+        PLUGINS.unregister("test-exploding")
+
+
+def test_existing_output_is_not_overwritten_silently(scans_npz, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not empty; pass --overwrite"):
+        adapt(fast_config(data=str(scans_npz), out=str(out)))
+    assert (out / "keep.txt").read_text() == "x"
+
+
+def test_config_file_round_trip(scans_npz, tmp_path):
+    first = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "a"), seed=3))
+    cfg = AdaptConfig.from_yaml(tmp_path / "a" / "config.yaml", out=str(tmp_path / "b"))
+    assert cfg.seed == 3 and cfg.backbone == "mobilenet_025" and cfg.schedule == fast_config().schedule
+    with pytest.raises(ConfigError, match="unknown config key"):
+        AdaptConfig.from_dict({"plugin": "x", "data": "y", "epochs": 3})
+    assert first.run_dir == tmp_path / "a"
