@@ -3,6 +3,7 @@ the run directory. Every command (adapt, tune, demo, ...) calls this one recipe.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import platform
 import time
@@ -291,8 +292,9 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     if split not in ("train", "val", "test"):
         raise DataError(f"split must be train, val or test, got {split!r}")
     s = splits.split(split)
-    saved = read_yaml(Path(run_dir) / METRICS_FILE) if (Path(run_dir) / METRICS_FILE).exists() else {}
-    threshold = float(saved.get("test", {}).get("threshold", 0.5)) if isinstance(saved, dict) else 0.5
+    metrics_path = Path(run_dir) / METRICS_FILE
+    saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    threshold = float(saved.get("test", {}).get("threshold", 0.5))
     return plugin.evaluate(s.y, predict(model, s.x, batch_size), threshold=threshold)
 
 

@@ -118,7 +118,7 @@ def _load_catalog() -> None:
     global _catalog_loaded
     if not _catalog_loaded:
         _catalog_loaded = True
-        from tlzoo.backbones import keras_apps  # noqa: F401  (registers on import)
+        from tlzoo.backbones import keras_apps, scratch  # noqa: F401  (register on import)
 
 
 __all__ = [
