@@ -10,8 +10,7 @@ os.environ.setdefault("TLZOO_OFFLINE", "1")  # never try a download from tests
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TLZOO_SHARED_DIR", REPO.parent / "shared"))
+from support import SHARED  # noqa: E402
 
 
 def shared_weights_dir() -> Path | None:
@@ -21,11 +20,6 @@ def shared_weights_dir() -> Path | None:
     return None
 
 
-def shared_data(name: str) -> Path | None:
-    for base in (os.environ.get("TLZOO_DATA_DIR"), SHARED / "data"):
-        if base and (Path(base) / name).is_file():
-            return Path(base) / name
-    return None
 
 
 @pytest.fixture

@@ -1,7 +1,21 @@
 """Helpers shared by the tests (importable as `support`; see setup.cfg pythonpath)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
+import pytest
+
+SHARED = Path(os.environ.get("TLZOO_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def shared_data_path(name: str) -> Path:
+    """A real data set from ../shared/data (or $TLZOO_DATA_DIR), or skip the test."""
+    for base in (os.environ.get("TLZOO_DATA_DIR"), SHARED / "data"):
+        if base and (Path(base) / name).is_file():
+            return Path(base) / name
+    pytest.skip(f"needs ../shared/data/{name} (real data set); absent on this machine")
 
 
 def fast_config(**kw):

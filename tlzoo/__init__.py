@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from tlzoo.adapt import AdaptConfig, RunResult, adapt, evaluate, load_run  # noqa: E402
 from tlzoo.backbones import (  # noqa: E402
     BackboneSpec,
     WeightsInfo,
@@ -16,15 +17,28 @@ from tlzoo.backbones import (  # noqa: E402
     register_backbone,
 )
 from tlzoo.errors import TlzooError  # noqa: E402
+from tlzoo.freeze import FreezeSchedule, Stage  # noqa: E402
+from tlzoo.plugin import DomainPlugin, get_plugin, list_plugins, register_plugin  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptConfig",
     "BackboneSpec",
+    "DomainPlugin",
+    "FreezeSchedule",
+    "RunResult",
+    "Stage",
     "TlzooError",
     "WeightsInfo",
+    "adapt",
     "backbone_info",
     "create_backbone",
+    "evaluate",
+    "get_plugin",
     "list_backbones",
+    "list_plugins",
+    "load_run",
     "register_backbone",
+    "register_plugin",
 ]

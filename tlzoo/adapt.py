@@ -115,6 +115,13 @@ def _resolve_schedule(cfg: AdaptConfig, plugin: DomainPlugin, n_groups: int) -> 
     return schedule
 
 
+def _optimizer_options(plugin: DomainPlugin) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if plugin.options["optimizer"] == "adamw":
+        options["weight_decay"] = float(plugin.options["weight_decay"])
+    return options
+
+
 def _augmenter(plugin: DomainPlugin, seed: int) -> Any:
     layers = plugin.augmentations()
     if not layers:
@@ -204,10 +211,8 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
             if stage.epochs == 0:
                 continue
             multipliers = apply_stage(backbone, groups, stage)
-            optimizer = make_optimizer(
-                plugin.options["optimizer"], stage_learning_rate(stage, steps), multipliers,
-                **({"weight_decay": plugin.options["weight_decay"]} if plugin.options["optimizer"] == "adamw" else {}),
-            )
+            optimizer = make_optimizer(plugin.options["optimizer"], stage_learning_rate(stage, steps), multipliers,
+                                       **_optimizer_options(plugin))
             model.compile(optimizer=optimizer, loss=plugin.loss(num_classes), metrics=plugin.metrics(num_classes))
             n_train = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
             if cfg.verbose:

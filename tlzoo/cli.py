@@ -32,11 +32,11 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([backbone_info(n) for n in names], indent=2))
         return 0
-    print(f"{'name':26} {'family':16} {'size':>5} {'min':>4} {'features':>8} {'params':>12}  weights (licence)")
+    print(f"{'name':26} {'family':20} {'size':>5} {'min':>4} {'features':>8} {'params':>12}  weights (licence)")
     for n in names:
         i = backbone_info(n)
         w = ", ".join(f"{k} ({v['licence']})" for k, v in i["weights"].items()) or "-"
-        print(f"{n:26} {i['family']:16} {i['default_size']:>5} {i['min_size']:>4} {i['feature_dim']:>8} {i['num_params']:>12,}  {w}")
+        print(f"{n:26} {i['family']:20} {i['default_size']:>5} {i['min_size']:>4} {i['feature_dim']:>8} {i['num_params']:>12,}  {w}")
     print(f"{len(names)} backbones")
     return 0
 
