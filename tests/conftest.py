@@ -7,7 +7,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TLZOO_OFFLINE", "1")  # never try a download from tests
 
-import numpy as np
 import pytest
 
 from support import SHARED  # noqa: E402
@@ -18,8 +17,6 @@ def shared_weights_dir() -> Path | None:
         if candidate and (Path(candidate) / "mobilenet_2_5_224_tf_no_top.h5").is_file():
             return Path(candidate)
     return None
-
-
 
 
 @pytest.fixture
