@@ -100,6 +100,7 @@ def _imgs(n, c=1):
                   val_labels=np.zeros(0), test_images=_imgs(6), test_labels=np.arange(6) % 2),
      "the val split of .* is empty"),
     (lambda: dict(train_images=np.full((10, 32, 32), np.nan), train_labels=np.arange(10) % 2,
+                  val_images=_imgs(4)[..., 0], val_labels=np.arange(4) % 2,
                   test_images=_imgs(6)[..., 0], test_labels=np.arange(6) % 2), "NaN or infinite"),
 ])
 def test_bad_data_fails_with_the_value(tmp_path, arrays, message):
@@ -138,7 +139,7 @@ def test_existing_output_is_not_overwritten_silently(scans_npz, tmp_path):
 def test_config_file_round_trip(scans_npz, tmp_path):
     first = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "a"), seed=3))
     cfg = AdaptConfig.from_yaml(tmp_path / "a" / "config.yaml", out=str(tmp_path / "b"))
-    assert cfg.seed == 3 and cfg.backbone == "mobilenet_025" and cfg.schedule == fast_config().schedule
+    assert cfg.seed == 3 and cfg.backbone == "mobilenet_025" and cfg.schedule == fast_config(data=str(scans_npz)).schedule
     with pytest.raises(ConfigError, match="unknown config key"):
         AdaptConfig.from_dict({"plugin": "x", "data": "y", "epochs": 3})
     assert first.run_dir == tmp_path / "a"
