@@ -17,6 +17,8 @@ from tlzoo.backbones import (  # noqa: E402
     register_backbone,
 )
 from tlzoo.errors import TlzooError  # noqa: E402
+from tlzoo.export import ExportFormat, ExportResult, load_export, verify  # noqa: E402
+from tlzoo.export import export  # noqa: E402  (the function; the module stays importable as `from tlzoo.export import ...`)
 from tlzoo.freeze import FreezeSchedule, Stage  # noqa: E402
 from tlzoo.plugin import DomainPlugin, get_plugin, list_plugins, register_plugin  # noqa: E402
 
@@ -26,6 +28,8 @@ __all__ = [
     "AdaptConfig",
     "BackboneSpec",
     "DomainPlugin",
+    "ExportFormat",
+    "ExportResult",
     "FreezeSchedule",
     "RunResult",
     "Stage",
@@ -35,10 +39,13 @@ __all__ = [
     "backbone_info",
     "create_backbone",
     "evaluate",
+    "export",
     "get_plugin",
     "list_backbones",
     "list_plugins",
+    "load_export",
     "load_run",
     "register_backbone",
     "register_plugin",
+    "verify",
 ]

@@ -3,6 +3,7 @@ the run directory. Every command (adapt, tune, demo, ...) calls this one recipe.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import platform
@@ -159,7 +160,7 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
     ``tlzoo.adapt(plugin="medical-imaging", data="x.npz", out="runs/x", label_fraction=0.1)``
     """
     cfg = config if config is not None else AdaptConfig(**kwargs)
-    t_start = time.perf_counter()
+    t_start, started_at = time.perf_counter(), _now()
 
     # Everything that can be checked before any long computation is checked here.
     plugin = get_plugin(cfg.plugin, **cfg.plugin_options)
@@ -231,6 +232,10 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
             raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
         weights_view.load_weights(tmp / BEST_WEIGHTS)
         metrics = _evaluate_and_report(tmp, model, plugin, data, cfg.batch_size, state, resolved)
+        resolved["started_at"] = started_at
+        resolved["finished_at"] = _now()
+        resolved["wall_time_s"] = round(time.perf_counter() - t_start, 1)
+        write_yaml(tmp / CONFIG_FILE, resolved)
         weights_view.save(tmp / MODEL_FILE)
     if cfg.verbose:
         print(f"run written to {out}", flush=True)
@@ -301,6 +306,10 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     threshold = float(saved.get("test", {}).get("threshold", 0.5))
     return plugin.evaluate(s.y, predict(model, s.x, batch_size), threshold=threshold)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _tf_version() -> str:

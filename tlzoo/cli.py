@@ -128,6 +128,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from tlzoo.export import export
+
+    result = export(args.run_dir, formats=args.format, out=args.out, overwrite=args.overwrite, opset=args.opset,
+                    data=args.data, heldout=args.heldout, samples=args.samples,
+                    test_metrics=not args.no_test_metrics, verbose=1)
+    if args.json:
+        print(json.dumps({"out": str(result.out), "parity": result.parity, "test_metrics": result.test_metrics},
+                         indent=2, default=str))
+        return 0
+    _print_parity(result.parity, "parity with the Keras model")
+    run_metrics = result.test_metrics.get("run", {})
+    for key in ("roc_auc", "accuracy"):
+        if key in run_metrics:
+            figures = ", ".join(f"{name} {m[key]:.4f}" for name, m in result.test_metrics.items() if key in m)
+            print(f"test {key}: {figures}")
+            break
+    print(f"export directory: {result.out}")
+    return 0
+
+
+def _print_parity(parity: dict[str, Any], title: str) -> None:
+    print(title + ":")
+    for name, s in parity.items():
+        bound = ", ".join(f"{k} <= {v:g}" for k, v in s["bounds"].items())
+        print(f"  {name:12} max abs diff {s['max_abs_diff']:.3g}  mean {s['mean_abs_diff']:.3g}  "
+              f"label agreement {s['agreement']:.1%}  over {s['n']} inputs  ({bound}: {'ok' if s['passed'] else 'FAILED'})")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tlzoo.export import verify
+
+    report = verify(args.export_dir, parity=not args.hashes_only)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"{report['files_checked']} files match manifest.json")
+    if "parity" in report:
+        _print_parity(report["parity"], "parity with the stored Keras outputs")
+    print(f"{args.export_dir}: verified")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tlzoo", description="Transfer learning for Keras 3: zoo, plugins, adaptation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +213,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a run to SavedModel / ONNX / TFLite, verified for parity, with a model card")
+    p.add_argument("run_dir")
+    p.add_argument("--format", nargs="+", default=["savedmodel", "onnx", "tflite"], metavar="FORMAT",
+                   help="savedmodel onnx tflite tflite_int8 (default: savedmodel onnx tflite)")
+    p.add_argument("--out", help="export directory (default: RUN_DIR-export)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--data", help="where the run's data lives now, if it moved")
+    p.add_argument("--heldout", type=int, default=64, help="held-out test images in the parity check (default 64)")
+    p.add_argument("--samples", type=int, default=16, help="test images stored for `tlzoo verify` (default 16)")
+    p.add_argument("--no-test-metrics", action="store_true", help="skip recomputing test metrics from each format")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="re-check an export's hashes and parity")
+    p.add_argument("export_dir")
+    p.add_argument("--hashes-only", action="store_true", help="check sha256 hashes only, not parity")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("demo", help="adapt a pretrained backbone on a generated data set (no download)")
     p.add_argument("--out", default="runs/demo")

@@ -30,3 +30,15 @@ class WeightsError(TlzooError):
 
 class TrainingError(TlzooError):
     """Training diverged or could not proceed."""
+
+
+class ExportError(TlzooError):
+    """A model could not be exported (a converter failed, or the run directory cannot be exported)."""
+
+
+class ParityError(ExportError):
+    """An exported artefact's outputs differ from the Keras model's by more than the format's bound."""
+
+
+class IntegrityError(ExportError):
+    """An export directory's files do not match its manifest (modified, damaged or incomplete)."""

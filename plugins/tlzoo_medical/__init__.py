@@ -29,6 +29,24 @@ class MedicalImagingPlugin(DomainPlugin):
     default_input_size: ClassVar[int | None] = 96
     monitor: ClassVar[str] = "auc"
     description: ClassVar[str] = "chest X-ray / grayscale scans; ROC-AUC, sensitivity, specificity"
+    # Read by the model card (tlzoo.card) of every export of a run made with this plugin.
+    intended_use: ClassVar[str] = (
+        "Research and decision-support prototyping on scans of the same modality, view, resolution and "
+        "population as the training data (e.g. triage or second-reader experiments, under clinical oversight). "
+        "Not a medical device: not for diagnosis or treatment decisions without prospective clinical validation "
+        "and the approvals that requires."
+    )
+    limitations: ClassVar[tuple[str, ...]] = (
+        "Domain shift: scanners, hospitals, acquisition protocols, patient populations (children vs adults) and "
+        "image post-processing differ; performance measured on one data set does not transfer by default.",
+        "Shortcut learning: models can key on markers, text, devices or brightness that correlate with the label "
+        "in the training data rather than on the pathology; check saliency and subgroup results.",
+        "Prevalence: positive predictive value depends on the prevalence where the model is used, which may "
+        "differ from the test split's; sensitivity and specificity are reported at one fixed threshold.",
+        "Subgroups (sex, age, device, site) were not evaluated separately; labels of public data sets are noisy.",
+        "Grayscale scans are replicated to three channels and resized for an ImageNet backbone; low-resolution "
+        "inputs (e.g. 28 px MedMNIST) discard detail that a full-resolution reading would use.",
+    )
     # Defaults measured on PneumoniaMNIST with 10% of the labels (benchmarks/pneumonia_transfer.py).
     # Intensity augmentation matters there: the classes differ in mean brightness by 8/255 in
     # train but 3.5/255 in test, and contrast jitter keeps the model off that shortcut
