@@ -1,6 +1,5 @@
 """The adapt recipe end to end on generated data, its run directory, and its bad-input errors."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

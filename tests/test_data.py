@@ -1,6 +1,4 @@
 """Readers: npz (both layouts), class folders, TensorFlow Datasets; subsampling; bad input."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -88,8 +86,6 @@ def test_bad_sources(tmp_path):
 def test_tfds_reader_on_a_locally_built_dataset(tmp_path, monkeypatch):
     """The real tfds.builder / as_dataset path, on a data set built here (no download)."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    import tensorflow as tf
-
     class TinyScans(tfds.core.GeneratorBasedBuilder):
         VERSION = tfds.core.Version("1.0.0")
 

@@ -1,8 +1,6 @@
 """The medical-imaging plugin on real PneumoniaMNIST with real ImageNet weights (skips without ../shared).
 
 A short recipe only (the full figures come from benchmarks/pneumonia_transfer.py)."""
-import pytest
-
 from support import shared_data_path
 from tlzoo.adapt import AdaptConfig, adapt
 

@@ -22,7 +22,7 @@ from tlzoo.export import export  # noqa: E402  (the function; the module stays i
 from tlzoo.freeze import FreezeSchedule, Stage  # noqa: E402
 from tlzoo.plugin import DomainPlugin, get_plugin, list_plugins, register_plugin  # noqa: E402
 
-__version__ = "0.1.0"
+from tlzoo._version import __version__  # noqa: E402,F401
 
 __all__ = [
     "AdaptConfig",

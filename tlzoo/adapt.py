@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from tlzoo import plots
+from tlzoo._version import __version__
 from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups
 from tlzoo.data import DataSplits, make_dataset, subsample_labels
 from tlzoo.errors import ConfigError, DataError, TrainingError
@@ -201,7 +202,7 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
         "data": {**data.summary(), "fingerprint": data.fingerprint()},
         "class_weight": class_weight,
         "environment": {"python": platform.python_version(), "keras": keras.__version__,
-                        "tensorflow": _tf_version(), "tlzoo": _tlzoo_version()},
+                        "tensorflow": _tf_version(), "tlzoo": __version__},
     }
 
     with atomic_dir(out, cfg.overwrite) as tmp:
@@ -316,9 +317,3 @@ def _tf_version() -> str:
     import tensorflow as tf
 
     return tf.__version__
-
-
-def _tlzoo_version() -> str:
-    from tlzoo import __version__
-
-    return __version__

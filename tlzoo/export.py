@@ -38,7 +38,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from tlzoo.adapt import CONFIG_FILE, METRICS_FILE, MODEL_FILE  # the run directory's files
-from tlzoo.backbones.weights import sha256_of
+from tlzoo._version import __version__
+from tlzoo.manifest import check_manifest, write_manifest
 from tlzoo.errors import ConfigError, DataError, ExportError, IntegrityError, ParityError
 from tlzoo.rundir import atomic_dir, read_yaml, write_json
 
@@ -48,14 +49,12 @@ HISTORY_FILE = "history.json"
 REQUIRED_RUN_FILES = (CONFIG_FILE, METRICS_FILE, MODEL_FILE)
 
 EXPORT_FILE = "export.json"  # what verify needs: formats, files, input/output contract, bounds
-MANIFEST_FILE = "manifest.json"  # written last: its presence marks a complete export
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
 SAMPLE_INPUTS = "samples/inputs.npy"
 SAMPLE_PROBS = "samples/keras_probabilities.npy"
 SAMPLE_LABELS = "samples/keras_labels.npy"
 EXPORT_SCHEMA = "tlzoo.export/1"
-MANIFEST_SCHEMA = "tlzoo.export.manifest/1"
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
 
@@ -285,10 +284,10 @@ def export_onnx(model: Any, contract: Contract, path: Path, opset: int = DEFAULT
             f"another --opset, or export without onnx"
         )
     _name_dynamic_dims(proto)
-    for key, value in (("tlzoo_contract", json.dumps(contract.to_dict())), ("tlzoo_version", _tlzoo_version())):
+    for key, value in (("tlzoo_contract", json.dumps(contract.to_dict())), ("tlzoo_version", __version__)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.producer_name = f"tlzoo {_tlzoo_version()} via {proto.producer_name} {proto.producer_version}"
+    proto.producer_name = f"tlzoo {__version__} via {proto.producer_name} {proto.producer_version}"
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
@@ -502,59 +501,6 @@ def run_parity(runners: dict[str, Runner], cases: dict[str, np.ndarray], referen
     return out
 
 
-# ---------------------------------------------------------------- manifest
-
-
-def _listed_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()
-                  and p.relative_to(root).as_posix() != MANIFEST_FILE)
-
-
-def write_manifest(root: Path) -> dict[str, Any]:
-    """``manifest.json``: every file under ``root`` with its sha256 and size. Written last."""
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "tlzoo_version": _tlzoo_version(),
-        "algorithm": "sha256",
-        "files": {p.relative_to(root).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
-                  for p in _listed_files(root)},
-    }
-    write_json(root / MANIFEST_FILE, manifest)
-    return manifest
-
-
-def check_manifest(root: Path) -> dict[str, Any]:
-    """Every listed file present with its sha256, and nothing unlisted; else ``IntegrityError``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(f"export directory {str(root)!r} does not exist")
-    path = root / MANIFEST_FILE
-    if not path.is_file():
-        raise IntegrityError(f"{str(root)!r} has no {MANIFEST_FILE}: not a complete tlzoo export "
-                             f"(an interrupted export leaves none); export the run again")
-    try:
-        manifest = json.loads(path.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"{str(path)!r} is not a valid manifest: {exc}") from None
-    bad, missing = [], []
-    for rel, entry in files.items():
-        p = root / rel
-        if not p.is_file():
-            missing.append(rel)
-        elif sha256_of(p) != entry.get("sha256"):
-            bad.append(rel)
-    extra = [p.relative_to(root).as_posix() for p in _listed_files(root)
-             if p.relative_to(root).as_posix() not in files]
-    problems = ([f"sha256 mismatch: {', '.join(bad)}"] if bad else []) + \
-               ([f"missing: {', '.join(missing)}"] if missing else []) + \
-               ([f"not in the manifest: {', '.join(extra)}"] if extra else [])
-    if problems:
-        raise IntegrityError(f"{str(root)!r} does not match its {MANIFEST_FILE} ({'; '.join(problems)}); "
-                             f"the export was modified or damaged: refusing it, export the run again")
-    return manifest
-
-
 # ---------------------------------------------------------------- the run directory
 
 
@@ -584,7 +530,7 @@ def check_run_dir(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(config, dict) or not isinstance(config.get("adapt"), dict):
         raise ConfigError(f"{str(run_dir / CONFIG_FILE)!r} has no 'adapt' section: not a tlzoo run configuration")
     made_by = (config.get("environment") or {}).get("tlzoo")
-    ours = _tlzoo_version()
+    ours = __version__
     if not made_by:
         raise ConfigError(f"{str(run_dir / CONFIG_FILE)!r} records no environment.tlzoo version; "
                           f"only runs written by tlzoo {'.'.join(_major_minor(ours))}.x can be exported")
@@ -759,7 +705,7 @@ def export(
         exported_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         info = {
             "schema": EXPORT_SCHEMA,
-            "tlzoo_version": _tlzoo_version(),
+            "tlzoo_version": __version__,
             "exported_at": exported_at,
             "run_dir": str(run_dir.resolve()),
             "model_name": run_.model.name,
@@ -847,14 +793,8 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _tlzoo_version() -> str:
-    from tlzoo import __version__
-
-    return __version__
-
-
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version(), "tlzoo": _tlzoo_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version(), "tlzoo": __version__}
     for dist in ("tensorflow", "keras", "numpy", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
         try:
             versions[dist] = metadata.version(dist)
