@@ -124,7 +124,7 @@ def _optimizer_options(plugin: DomainPlugin) -> dict[str, Any]:
     return options
 
 
-def _augmenter(plugin: DomainPlugin, seed: int) -> Any:
+def _augmenter(plugin: DomainPlugin) -> Any:
     layers = plugin.augmentations()
     if not layers:
         return None
@@ -187,7 +187,7 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
 
     class_weight = plugin.class_weights(data.train.y, num_classes)
     train_ds = make_dataset(data.train, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
-                            augment=_augmenter(plugin, cfg.seed))
+                            augment=_augmenter(plugin))
     val_ds = make_dataset(data.val, batch_size=cfg.batch_size, training=False)
     steps = math.ceil(len(data.train) / cfg.batch_size)
     monitor = "val_" + plugin.monitor
