@@ -283,14 +283,22 @@ def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def load_model(path: Path) -> keras.Model:
+    """A run's ``model.keras``, loaded with ``safe_mode=True`` (no code from the archive runs).
+    tlzoo's own layers are registered by importing ``tlzoo.model`` above."""
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise ConfigError(f"cannot load {str(path)!r} (safe_mode=True): {type(exc).__name__}: {first_line}") from exc
+
+
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], keras.Model]:
     """The resolved config and the trained model of a run directory."""
-    import tlzoo.layers  # noqa: F401  (registers the custom layers before loading)
-
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / MODEL_FILE).is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a tlzoo run directory (no {CONFIG_FILE} / {MODEL_FILE})")
-    return read_yaml(run_dir / CONFIG_FILE), keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
+    return read_yaml(run_dir / CONFIG_FILE), load_model(run_dir / MODEL_FILE)
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", batch_size: int = 64) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from tlzoo.adapt import CONFIG_FILE, METRICS_FILE, MODEL_FILE  # the run directory's files
+from tlzoo.adapt import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_model  # the run directory's files
 from tlzoo._version import __version__
 from tlzoo.manifest import check_manifest, write_manifest
 from tlzoo.errors import ConfigError, DataError, ExportError, IntegrityError, ParityError
@@ -556,15 +556,7 @@ def _open_run(run_dir: Path) -> _Run:
 
     adapt_cfg = config["adapt"]
     plugin = get_plugin(adapt_cfg["plugin"], **(adapt_cfg.get("plugin_options") or {}))  # registers its layers
-    import keras
-
-    import tlzoo.layers  # noqa: F401  (registers tlzoo's serialisable layers)
-
-    try:
-        model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ExportError(f"cannot load {str(run_dir / MODEL_FILE)!r} (safe_mode=True): {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+    model = load_model(run_dir / MODEL_FILE)
     history_path = run_dir / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
     return _Run(run_dir, config, metrics, history, plugin, model)
