@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,15 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from tlzoo.adapt import AdaptConfig, adapt
+from shared_data import find_data
 
 HERE = Path(__file__).resolve().parent
 
-
-def find_data() -> Path:
-    for base in (os.environ.get("TLZOO_DATA_DIR"), HERE.parent.parent / "shared" / "data"):
-        if base and (Path(base) / "pneumoniamnist.npz").is_file():
-            return Path(base) / "pneumoniamnist.npz"
-    raise SystemExit("pneumoniamnist.npz not found: set TLZOO_DATA_DIR")
 
 
 def main() -> None:

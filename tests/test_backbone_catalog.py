@@ -17,7 +17,10 @@ from tlzoo.backbones import build_backbone, get_backbone_spec, layer_groups
 from tlzoo.backbones.spec import STEM
 from tlzoo.errors import ConfigError
 
-NAMES = tlzoo.list_backbones()
+# TF-Hub entries load a SavedModel (no random init, no download here): tests/test_hub.py covers them.
+# image backbones; time-series ones (and local pretrained entries) are tested in test_timeseries.py
+NAMES = [n for n in tlzoo.list_backbones()
+         if get_backbone_spec(n).family != "tfhub" and get_backbone_spec(n).modality == "image"]
 SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 LICENCES = {"Apache-2.0", "MIT", "BSD-3-Clause", "CC-BY-4.0"}
 

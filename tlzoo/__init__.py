@@ -16,11 +16,15 @@ from tlzoo.backbones import (  # noqa: E402
     list_backbones,
     register_backbone,
 )
+from tlzoo.backbones.hub import HubLayer  # noqa: E402  (registers the layer for load_model)
+from tlzoo.backbones.hub_savedmodel import keras_to_hub_savedmodel  # noqa: E402
 from tlzoo.errors import TlzooError  # noqa: E402
 from tlzoo.export import ExportFormat, ExportResult, load_export, verify  # noqa: E402
 from tlzoo.export import export  # noqa: E402  (the function; the module stays importable as `from tlzoo.export import ...`)
 from tlzoo.freeze import FreezeSchedule, Stage  # noqa: E402
 from tlzoo.plugin import DomainPlugin, get_plugin, list_plugins, register_plugin  # noqa: E402
+from tlzoo.pretrain import PretrainConfig, PretrainResult, pretrain  # noqa: E402
+from tlzoo.tune import TuneConfig, TuneResult, tune  # noqa: E402
 
 from tlzoo._version import __version__  # noqa: E402,F401
 
@@ -31,9 +35,12 @@ __all__ = [
     "ExportFormat",
     "ExportResult",
     "FreezeSchedule",
+    "HubLayer",
     "RunResult",
     "Stage",
     "TlzooError",
+    "TuneConfig",
+    "TuneResult",
     "WeightsInfo",
     "adapt",
     "backbone_info",
@@ -41,11 +48,16 @@ __all__ = [
     "evaluate",
     "export",
     "get_plugin",
+    "keras_to_hub_savedmodel",
     "list_backbones",
     "list_plugins",
     "load_export",
     "load_run",
+    "pretrain",
+    "PretrainConfig",
+    "PretrainResult",
     "register_backbone",
     "register_plugin",
+    "tune",
     "verify",
 ]

@@ -7,6 +7,8 @@ import datetime
 import json
 import math
 import platform
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,9 @@ import numpy as np
 from tlzoo import plots
 from tlzoo._version import __version__
 from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups
+from tlzoo.checkpoint import EpochCheckpoint
 from tlzoo.data import DataSplits, make_dataset, subsample_labels
+from tlzoo.distribute import StageLoop, select_strategy, weights_digest
 from tlzoo.errors import ConfigError, DataError, TrainingError
 from tlzoo.freeze import FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate, trainable_groups
 from tlzoo.model import build_model, inference_model
@@ -50,6 +54,7 @@ class AdaptConfig:
     plugin_options: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     verbose: int = 1
+    strategy: str = "auto"  # auto | one | mirrored | multiworker (tlzoo.distribute)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AdaptConfig":
@@ -155,50 +160,82 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
-def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
+def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | None = None, **kwargs: Any) -> RunResult:
     """Adapt a pretrained backbone to a domain data set with a plugin's recipe.
 
     ``tlzoo.adapt(plugin="medical-imaging", data="x.npz", out="runs/x", label_fraction=0.1)``
+
+    With ``checkpoint_dir``, a checkpoint is written after every epoch and a re-run with the same
+    directory continues from the last one (the tuner uses this to resume interrupted trials).
     """
     cfg = config if config is not None else AdaptConfig(**kwargs)
     t_start, started_at = time.perf_counter(), _now()
 
     # Everything that can be checked before any long computation is checked here.
     plugin = get_plugin(cfg.plugin, **cfg.plugin_options)
+    recipe = plugin.custom_recipe()
+    if recipe is not None:  # the plugin's own recipe (no gradient training) writes the run
+        return recipe(cfg)
     backbone_name = cfg.backbone or plugin.default_backbone
     spec = get_backbone_spec(backbone_name)
+    if spec.modality != plugin.modality and "timeseries" in (spec.modality, plugin.modality):
+        raise ConfigError(f"backbone {backbone_name!r} is a {spec.modality} backbone; plugin {plugin.name!r} "
+                          f"needs a {plugin.modality} one (see `tlzoo backbones`)")
     input_size = int(cfg.input_size or plugin.default_input_size or spec.default_size)
-    check_input_shape(spec, (input_size, input_size, spec.channels))
+    if spec.modality == "image":
+        check_input_shape(spec, (input_size, input_size, spec.channels))
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    out = Path(cfg.out or f"runs/{plugin.name}-{backbone_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    safe_backbone = "".join(c if c.isalnum() or c in "._-" else "_" for c in backbone_name)  # "hub:/path"
+    out = Path(cfg.out or f"runs/{plugin.name}-{safe_backbone}-{time.strftime('%Y%m%d-%H%M%S')}")
+    dist = select_strategy(cfg.strategy)
+    dist.check_batch(cfg.batch_size)
+    if dist.kind == "multiworker":  # fault tolerance: a restarted cluster resumes from here
+        checkpoint_dir = checkpoint_dir or f"{out}.backup"
+    run_dir, out = out, (out if dist.is_chief else Path(tempfile.mkdtemp(prefix="tlzoo-worker-")) / "run")
     check_target(out, cfg.overwrite)
     if cfg.schedule:
         FreezeSchedule.from_dict(cfg.schedule)  # validates early
     data, num_classes = prepare_data(cfg, plugin)
+    # options a plugin filled in from the data (e.g. its feature columns) travel with the run, so
+    # evaluate and export read new data the same way (and stop if a column is missing)
+    defaults = plugin.all_default_options()
+    cfg.plugin_options = {**cfg.plugin_options, **{k: v for k, v in plugin.options.items()
+                                                   if k not in cfg.plugin_options and v != defaults.get(k)}}
+    backbone_shape: tuple[Any, ...] = (input_size, input_size, spec.channels)
+    if spec.modality == "timeseries":  # (time, channels) from the data; time stays free in the model
+        check_input_shape(spec, data.train.x.shape[1:])
+        backbone_shape = (None, int(data.train.x.shape[-1]))
+        if cfg.weights == "imagenet":  # the default means "the backbone's pretrained weights, if any"
+            cfg.weights = spec.weight_names[0] if spec.weight_names else None
 
     keras.utils.set_random_seed(cfg.seed)
-    backbone, spec, weights_record = build_backbone(
-        backbone_name, cfg.weights, (input_size, input_size, spec.channels), sha256=cfg.weights_sha256
-    )
-    groups = layer_groups(backbone, spec)
-    schedule = _resolve_schedule(cfg, plugin, len(groups))
-    model = build_model(plugin, spec, backbone, data.train.x.shape[1:], input_size, num_classes)
+    with dist.scope():  # variables are created where the strategy can mirror them
+        backbone, spec, weights_record = build_backbone(
+            backbone_name, cfg.weights, backbone_shape, sha256=cfg.weights_sha256
+        )
+        groups = layer_groups(backbone, spec)
+        schedule = _resolve_schedule(cfg, plugin, len(groups))
+        model = build_model(plugin, spec, backbone, data.train.x.shape[1:], input_size, num_classes)
 
     class_weight = plugin.class_weights(data.train.y, num_classes)
     train_ds = make_dataset(data.train, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
                             augment=_augmenter(plugin))
     val_ds = make_dataset(data.val, batch_size=cfg.batch_size, training=False)
     steps = math.ceil(len(data.train) / cfg.batch_size)
+    dist_data = None if dist.uses_fit else (dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds))
     monitor = "val_" + plugin.monitor
 
     resolved = {
-        "adapt": {**dataclasses.asdict(cfg), "out": str(out), "backbone": backbone_name, "input_size": input_size},
+        "adapt": {**dataclasses.asdict(cfg), "out": str(run_dir), "backbone": backbone_name, "input_size": input_size},
+        "distribution": dist.describe(),
         "schedule": schedule.to_dict(),
         "plugin": plugin.describe() | {"options": plugin.options},
         "backbone": {"name": spec.name, "family": spec.family, "num_params": spec.num_params,
                      "layer_groups": [g.name for g in groups], "preprocess": spec.preprocess_name},
-        "weights": weights_record.to_dict() if weights_record else {"source": "random" if cfg.weights is None else cfg.weights},
+        "weights": weights_record.to_dict() if weights_record else {
+            "source": "random" if cfg.weights is None else cfg.weights,
+            **({"lineage": spec.weights_info(cfg.weights).dataset} if spec.weights_info(str(cfg.weights)) else {})},
         "data": {**data.summary(), "fingerprint": data.fingerprint()},
         "class_weight": class_weight,
         "environment": {"python": platform.python_version(), "keras": keras.__version__,
@@ -209,26 +246,44 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
         write_yaml(tmp / CONFIG_FILE, resolved)
         state: dict[str, Any] = {"history": []}
         weights_view = inference_model(model)
+        ckpt = EpochCheckpoint(checkpoint_dir, weights_view) if checkpoint_dir else None
+        resume = ckpt.record() if ckpt else None
         for i, stage in enumerate(schedule.stages, start=1):
-            if stage.epochs == 0:
+            if stage.epochs == 0 or (resume and i < resume["stage"]):  # stages an interrupted run finished
                 continue
             multipliers = apply_stage(backbone, groups, stage)
-            optimizer = make_optimizer(plugin.options["optimizer"], stage_learning_rate(stage, steps), multipliers,
-                                       **_optimizer_options(plugin))
-            model.compile(optimizer=optimizer, loss=plugin.loss(num_classes), metrics=plugin.metrics(num_classes))
+            with dist.scope():
+                optimizer = make_optimizer(plugin.options["optimizer"], stage_learning_rate(stage, steps), multipliers,
+                                           **_optimizer_options(plugin))
+                model.compile(optimizer=optimizer, loss=plugin.loss(num_classes), metrics=plugin.metrics(num_classes))
             n_train = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
             if cfg.verbose:
                 print(f"stage {i}/{len(schedule.stages)} {stage.name!r}: {stage.epochs} epochs, "
                       f"{len(trainable_groups(groups, stage))}/{len(groups)} backbone groups trainable, "
                       f"{n_train:,} trainable parameters, lr {stage.learning_rate:g}"
                       + (f" (x{stage.lr_decay:g} per group down)" if stage.lr_decay < 1 else ""), flush=True)
+            initial_epoch = 0
+            if ckpt and resume and i == resume["stage"]:
+                with dist.scope():  # the optimizer's variables are created here
+                    initial_epoch = ckpt.restore(model, optimizer, state, tmp / BEST_WEIGHTS)
+                if cfg.verbose:
+                    print(f"resuming stage {i} from the checkpoint of its epoch {initial_epoch}", flush=True)
             callbacks: list[keras.callbacks.Callback] = [
                 _Watch(monitor, plugin.monitor_mode, tmp / BEST_WEIGHTS, stage, state, weights_view)
             ]
             if stage.patience:
                 callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience, mode=plugin.monitor_mode))
-            model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, class_weight=class_weight,
-                      callbacks=callbacks, shuffle=False, verbose=1 if cfg.verbose else 0)
+            if ckpt and dist.is_chief:  # every worker holds the same values; the chief writes them
+                callbacks.append(ckpt.callback(i, optimizer, state, tmp / BEST_WEIGHTS))
+            if dist.uses_fit:
+                model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, initial_epoch=initial_epoch,
+                          class_weight=class_weight,
+                          callbacks=callbacks, shuffle=False, verbose=1 if cfg.verbose else 0)
+            else:  # Model.fit fails under MultiWorkerMirroredStrategy in Keras 3: same stage, custom step
+                with dist.scope():
+                    loop = StageLoop(dist, model, optimizer, plugin.loss(num_classes), plugin.metrics(num_classes),
+                                     class_weight)
+                loop.fit(dist_data[0], dist_data[1], stage.epochs, callbacks, initial_epoch=initial_epoch)
         if "best" not in state:
             raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
         weights_view.load_weights(tmp / BEST_WEIGHTS)
@@ -238,9 +293,17 @@ def adapt(config: AdaptConfig | None = None, **kwargs: Any) -> RunResult:
         resolved["wall_time_s"] = round(time.perf_counter() - t_start, 1)
         write_yaml(tmp / CONFIG_FILE, resolved)
         weights_view.save(tmp / MODEL_FILE)
+    if dist.kind == "multiworker":
+        rank = dist.cluster.rank if dist.cluster else 0
+        print(f"worker {rank}: final weights sha256 {weights_digest(model)}", flush=True)
+        dist.barrier()  # the chief has written the run directory
+    if not dist.is_chief:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    elif dist.kind == "multiworker":
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the run finished: nothing to resume
     if cfg.verbose:
-        print(f"run written to {out}", flush=True)
-    return RunResult(out, metrics, state["history"], resolved)
+        print(f"run written to {run_dir}", flush=True)
+    return RunResult(run_dir, metrics, state["history"], resolved)
 
 
 def _evaluate_and_report(
@@ -261,6 +324,7 @@ def _evaluate_and_report(
         "n_train": len(data.train),
         "class_names": data.class_names,
     }
+    metrics.update(plugin.extra_reports(run_dir, data, p_val, p_test, threshold))  # e.g. a baseline beside it
     history = state["history"]
     write_json(run_dir / METRICS_FILE, metrics)
     write_json(run_dir / "history.json", history)

@@ -187,7 +187,9 @@ def render_markdown(card: dict[str, Any]) -> str:
               f"- input `{i['name']}`: {i['dtype']} `{i['shape']}` (batch free), raw values as the data holds them",
               f"- inside the model: {m['preprocessing_inside']}",
               f"- output `probabilities`: float32 `{m['outputs']['probabilities']['shape']}`",
-              f"- output `label`: int64, {m['outputs']['label']['rule']}", ""]
+              f"- output `label`: int64, {m['outputs']['label']['rule']}"]
+    lines += [f"- output `{k}`: {v['dtype']} `{v['shape']}`" for k, v in m["outputs"].items()
+              if k not in ("probabilities", "label")] + [""]
     lines += ["## Lineage", "",
               f"- backbone: `{lin['backbone']['name']}` ({lin['backbone']['family']}, "
               f"{_fmt(lin['backbone']['num_params'])} parameters), input {lin['backbone']['input_size']} px",

@@ -85,7 +85,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         "input_size": args.input_size, "batch_size": args.batch_size, "label_fraction": args.label_fraction,
         "labels_per_class": args.labels_per_class, "seed": args.seed, "schedule": _schedule_from_args(args),
         "plugin_options": _options(args.option) or None, "overwrite": args.overwrite or None,
-        "weights_sha256": args.weights_sha256,
+        "weights_sha256": args.weights_sha256, "strategy": args.strategy,
     }
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
@@ -98,6 +98,23 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     result = adapt(cfg)
     _print_metrics(result.metrics["test"], f"test metrics ({result.metrics['n_train']} training labels)")
     print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tlzoo.tune import TuneConfig, load_space_file, tune
+
+    cfg = TuneConfig(
+        plugin=args.plugin, data=args.data, out=args.out, tuner=args.tuner, max_trials=args.max_trials,
+        space=load_space_file(args.space) if args.space else None, objective=args.objective,
+        weights=None if args.weights in ("none", "None") else args.weights, input_size=args.input_size,
+        batch_size=args.batch_size, label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
+        seed=args.seed, plugin_options=_options(args.option), cache=not args.no_cache, overwrite=args.overwrite,
+        chief=args.chief, worker=args.worker, oracle=args.oracle,
+    )
+    result = tune(cfg)
+    if result.best_config_path:
+        print(f"search directory: {result.out}")
     return 0
 
 
@@ -157,6 +174,19 @@ def _print_parity(parity: dict[str, Any], title: str) -> None:
               f"label agreement {s['agreement']:.1%}  over {s['n']} inputs  ({bound}: {'ok' if s['passed'] else 'FAILED'})")
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from tlzoo.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(plugin=args.plugin, data=args.data, name=args.name, backbone=args.backbone,
+                         objective=args.objective, epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.lr, mask_ratio=args.mask_ratio, seed=args.seed,
+                         plugin_options=_options(args.option), overwrite=args.overwrite)
+    result = pretrain(cfg)
+    print(f"zoo entry {result.name!r}: {result.path} (final {cfg.objective} loss {result.history[-1]:.4f}); "
+          f"use it with: tlzoo adapt --backbone {result.name}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from tlzoo.export import verify
 
@@ -169,6 +199,47 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _print_parity(report["parity"], "parity with the stored Keras outputs")
     print(f"{args.export_dir}: verified")
     return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from tlzoo.backbones import mirror
+
+    if args.action == "list":
+        entries = mirror.list_weights(args.pattern)
+        if args.json:
+            print(json.dumps([e.to_dict() for e in entries], indent=2))
+            return 0
+        print(mirror.format_table(entries))
+        return 0
+    if args.action == "verify":
+        results = mirror.verify_weights(args.pattern)
+        if args.json:
+            print(json.dumps(results, indent=2))
+        else:
+            for r in results:
+                print(f"{r['status']:9} {r['backbone']:32} {r['sha256'][:16]}  {r['path']}")
+            print(f"{len(results)} present: " + ", ".join(
+                f"{sum(r['status'] == s for r in results)} {s}" for s in ("ok", "mismatch", "unpinned")))
+        return 1 if any(r["status"] == "mismatch" for r in results) else 0
+    if not args.backbone:
+        raise TlzooError(f"weights {args.action} needs a backbone name")
+    if args.action == "import":
+        if not args.source:
+            raise TlzooError("weights import needs FILE (or a SavedModel directory) and --backbone NAME")
+        entry = mirror.import_weights(args.source, args.backbone, sha256=args.sha256, overwrite=args.overwrite)
+    else:
+        entry = mirror.fetch_weights(args.backbone, sha256=args.sha256, overwrite=args.overwrite)
+    print(f"{entry.backbone}: {entry.path} (sha256 {entry.pin}, pinned in the mirror)")
+    return 0
+
+
+def _weights_args(args: argparse.Namespace) -> int:
+    """Map the one positional argument onto what each action takes."""
+    args.pattern = args.arg if args.action in ("list", "verify") else None
+    args.source = args.arg if args.action == "import" else None
+    if args.action == "fetch":
+        args.backbone = args.backbone or args.arg
+    return cmd_weights(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,10 +273,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     p.add_argument("--seed", type=int)
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
+    p.add_argument("--strategy", choices=["auto", "one", "mirrored", "multiworker"],
+                   help="tf.distribute strategy (default auto: multiworker when TF_CONFIG names several workers, "
+                        "mirrored on several GPUs, else one)")
     p.add_argument("--config", help="YAML config (e.g. a run's config.yaml); flags override it")
     p.add_argument("--out", help="run directory to write")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_adapt)
+
+    p = sub.add_parser("tune", help="Keras Tuner search over a plugin's search space (resumable, distributed)")
+    p.add_argument("--plugin", required=True)
+    p.add_argument("--data", required=True, help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--out", required=True, help="search directory; re-running the same command continues it")
+    p.add_argument("--tuner", default="random", choices=["random", "hyperband", "bayesian"])
+    p.add_argument("--max-trials", type=int, default=10)
+    p.add_argument("--space", help="YAML overriding the plugin's search space: NAME: [choices] | value | {min, max, sampling}")
+    p.add_argument("--objective", help="default: val_ + the plugin's monitor metric")
+    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), a weights file, or 'none'")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--label-fraction", type=float)
+    p.add_argument("--labels-per-class", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
+    p.add_argument("--no-cache", action="store_true", help="frozen-backbone trials recompute features every epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace a search directory instead of continuing it")
+    p.add_argument("--chief", action="store_true", help="serve the oracle of a distributed search")
+    p.add_argument("--worker", metavar="ID", help="run trials for the chief oracle as worker ID")
+    p.add_argument("--oracle", metavar="IP:PORT", help="the chief oracle (default: $KERASTUNER_ORACLE_IP/PORT)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("evaluate", help="re-evaluate a run directory")
     p.add_argument("run_dir")
@@ -233,6 +329,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hashes-only", action="store_true", help="check sha256 hashes only, not parity")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("weights", help="pretrained weights on this machine: list, verify, import, fetch",
+                       description="list: what each backbone needs and where it is; verify: sha256 against the "
+                                   "mirror's pins; import FILE --backbone NAME: check and place a file (or SavedModel) "
+                                   "into the $TLZOO_WEIGHTS_DIR mirror; fetch NAME: download and pin (needs network)")
+    p.add_argument("action", choices=["list", "verify", "import", "fetch"])
+    p.add_argument("arg", nargs="?", help="list/verify: glob over backbones; import: FILE or DIR; fetch: backbone")
+    p.add_argument("--backbone", help="import: the backbone the file is for")
+    p.add_argument("--sha256", help="import/fetch: the expected sha256 (else the mirror's pin, if any)")
+    p.add_argument("--overwrite", action="store_true", help="replace a different file already in the mirror")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_weights_args)
+
+    p = sub.add_parser("pretrain", help="pretrain a time-series backbone on your data and add it to the zoo")
+    p.add_argument("--plugin", default="timeseries-fraud")
+    p.add_argument("--data", required=True, help="the source data (.npz), read by the plugin")
+    p.add_argument("--name", required=True, help="name of the new zoo entry ($TLZOO_HOME/zoo/NAME)")
+    p.add_argument("--backbone", default="ts_fcn", help="architecture: ts_fcn, ts_resnet, ts_inception, ts_transformer")
+    p.add_argument("--objective", default="masked", choices=["masked", "contrastive", "supervised"])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--mask-ratio", type=float, default=0.3, help="masked objective: fraction of values hidden")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("demo", help="adapt a pretrained backbone on a generated data set (no download)")
     p.add_argument("--out", default="runs/demo")

@@ -141,6 +141,9 @@ class Contract:
     num_outputs: int
     class_names: list[str]
     input_name: str = INPUT_NAME
+    # Further float32 outputs a model returns by name beside "probabilities" (e.g. an anomaly map):
+    # {name: {"dtype": "float32", "shape": [...]}}; passed through and checked for parity too.
+    extra_outputs: dict[str, Any] = field(default_factory=dict)
 
     def tensor_spec(self) -> Any:
         import tensorflow as tf
@@ -160,7 +163,7 @@ class Contract:
         label_shape = [None, self.num_outputs] if self.task == "multilabel" else [None]
         return {"probabilities": {"dtype": "float32", "shape": [None, self.num_outputs]},
                 "label": {"dtype": "int64", "shape": label_shape,
-                          "rule": self.label_rule()}}
+                          "rule": self.label_rule()}, **self.extra_outputs}
 
     def label_rule(self) -> str:
         if self.task == "multiclass" or (self.task == "binary" and self.num_outputs > 1):
@@ -176,7 +179,17 @@ class Contract:
     def from_dict(cls, d: dict[str, Any]) -> "Contract":
         return cls(dtype=d["input"]["dtype"], shape=list(d["input"]["shape"]), task=d["task"],
                    threshold=float(d["threshold"]), num_outputs=int(d["num_outputs"]),
-                   class_names=list(d["class_names"]), input_name=d["input"]["name"])
+                   class_names=list(d["class_names"]), input_name=d["input"]["name"],
+                   extra_outputs={k: v for k, v in d.get("outputs", {}).items() if k not in ("probabilities", "label")})
+
+
+def split_outputs(out: Any) -> tuple[Any, dict[str, Any]]:
+    """A model's output -> (probabilities, {other named outputs}); models with one output have none."""
+    if isinstance(out, dict):
+        return out["probabilities"], {k: v for k, v in out.items() if k != "probabilities"}
+    if isinstance(out, (list, tuple)) and len(out) == 1:  # a functional model built with outputs=[...]
+        out = out[0]
+    return out, {}
 
 
 def model_inputs(model: Any, x: Any) -> Any:
@@ -191,14 +204,15 @@ def serving_function(model: Any, contract: Contract) -> Any:
     task, threshold, k = contract.task, float(contract.threshold), contract.num_outputs
 
     def serve(image: Any) -> dict[str, Any]:
-        probs = tf.cast(model(model_inputs(model, tf.cast(image, tf.float32)), training=False), tf.float32)
+        probs, extras = split_outputs(model(model_inputs(model, tf.cast(image, tf.float32)), training=False))
+        probs = tf.cast(probs, tf.float32)
         if task == "multiclass" or (task == "binary" and k > 1):
             label = tf.argmax(probs, axis=-1, output_type=tf.int64)
         elif task == "binary":
             label = tf.cast(probs[:, 0] >= tf.constant(threshold, tf.float32), tf.int64)
         else:
             label = tf.cast(probs >= tf.constant(threshold, tf.float32), tf.int64)
-        return {"probabilities": probs, "label": label}
+        return {"probabilities": probs, "label": label, **{k: tf.cast(v, tf.float32) for k, v in extras.items()}}
 
     return serve
 
@@ -354,8 +368,10 @@ class KerasRunner(Runner):
         self.model, self.contract = model, contract
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        probs = np.asarray(self.model(model_inputs(self.model, np.asarray(x, np.float32)), training=False), np.float32)
-        return {"probabilities": probs, "label": self.contract.labels_from(probs)}
+        probs, extras = split_outputs(self.model(model_inputs(self.model, np.asarray(x, np.float32)), training=False))
+        probs = np.asarray(probs, np.float32)
+        return {"probabilities": probs, "label": self.contract.labels_from(probs),
+                **{k: np.asarray(v, np.float32) for k, v in extras.items()}}
 
 
 class SavedModelRunner(Runner):
@@ -464,10 +480,15 @@ def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dic
     ref_l, lab = np.asarray(reference["label"]), np.asarray(got["label"])
     same = (lab == ref_l).reshape(len(ref_l), -1).all(-1) if lab.shape == ref_l.shape else np.zeros(len(ref_l), bool)
     finite = bool(np.isfinite(p).all())
-    return {"n": int(len(ref_p)),
-            "max_abs_diff": float(diff.max()) if finite else float("inf"),
-            "mean_abs_diff": float(diff.mean()) if finite else float("inf"),
-            "agreement": float(same.mean()), "label_dtype": str(lab.dtype)}
+    out = {"n": int(len(ref_p)),
+           "max_abs_diff": float(diff.max()) if finite else float("inf"),
+           "mean_abs_diff": float(diff.mean()) if finite else float("inf"),
+           "agreement": float(same.mean()), "label_dtype": str(lab.dtype)}
+    for name in sorted(set(reference) - {"probabilities", "label"}):  # further outputs: reported, not bounded
+        ref_e, got_e = np.asarray(reference[name], np.float64), got.get(name)
+        ok = got_e is not None and np.shape(got_e) == ref_e.shape and bool(np.isfinite(got_e).all())
+        out[f"{name}_max_abs_diff"] = float(np.abs(np.asarray(got_e, np.float64) - ref_e).max()) if ok else float("inf")
+    return out
 
 
 def summarise(cases: dict[str, dict[str, Any]], bounds: dict[str, float]) -> dict[str, Any]:
@@ -585,10 +606,12 @@ def _contract(run: _Run, test_x: np.ndarray) -> Contract:
     in_range = test_x.size == 0 or (float(test_x.min()) >= 0 and float(test_x.max()) <= 255)
     dtype = "uint8" if run.plugin.modality == "image" and integral and in_range else "float32"
     names = list(run.metrics.get("class_names") or run.config.get("data", {}).get("classes") or [])
-    num_outputs = int(run.model.outputs[0].shape[-1])
+    probs_out, extras = split_outputs(run.model.output)
+    num_outputs = int(probs_out.shape[-1])
+    extra_outputs = {k: {"dtype": "float32", "shape": [None, *v.shape[1:]]} for k, v in extras.items()}
     return Contract(dtype=dtype, shape=[None, *map(int, shape)], task=run.plugin.task,
                     threshold=float(run.metrics["test"].get("threshold", 0.5)), num_outputs=num_outputs,
-                    class_names=[str(n) for n in names])
+                    class_names=[str(n) for n in names], extra_outputs=extra_outputs)
 
 
 # ---------------------------------------------------------------- export

@@ -160,6 +160,9 @@ def apply_stage(
     backbone.trainable = bool(active)
     multipliers: dict[str, float] = {}
     for layer in backbone.layers:
+        if callable(getattr(layer, "member_variables", None)):
+            _apply_to_members(layer, layer_group, group_mult, stage, multipliers)
+            continue
         group = layer_group.get(layer.name)
         train = group in group_mult and (stage.train_batchnorm or not _is_batchnorm(layer))
         layer.trainable = train
@@ -167,6 +170,28 @@ def apply_stage(
             for var in layer.trainable_weights:
                 multipliers[var.path] = group_mult[group]
     return multipliers
+
+
+def _apply_to_members(
+    layer: Any, member_group: dict[str, str], group_mult: dict[str, float], stage: Stage,
+    multipliers: dict[str, float],
+) -> None:
+    """A layer holding a whole network (TF-Hub): freeze and scale variable by variable, since
+    its groups are variable names. Batch-norm variables follow the same rule as BN layers."""
+    from tlzoo.backbones.hub import is_batchnorm_variable
+
+    members = layer.member_variables()
+    train_names = {
+        name for name, var in members.items()
+        if member_group.get(name) in group_mult and var.trainable_by_default
+        and (stage.train_batchnorm or not is_batchnorm_variable(name))
+    }
+    layer.trainable = bool(train_names)  # sets every variable; then narrow down
+    layer.batchnorm_training = bool(train_names) and stage.train_batchnorm
+    for name, var in members.items():
+        var.trainable = name in train_names
+        if name in train_names:
+            multipliers[var.path] = group_mult[member_group[name]]
 
 
 class LayerwiseLearningRate:

@@ -39,3 +39,34 @@ class BackbonePreprocess(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "backbone": self.backbone}
+
+
+@keras.saving.register_keras_serializable(package="tlzoo")
+class FeatureScaler(keras.layers.Layer):
+    """(x - center) / scale per feature (last axis), with the training statistics stored as
+    non-trainable weights, so exports see raw features. (Keras' ``Normalization`` given a mean
+    holds it as an eager constant that tf2onnx turns into a missing graph input.)"""
+
+    def __init__(self, center: Any = None, scale: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._init = (center, scale)
+
+    def build(self, input_shape: Any) -> None:
+        import numpy as np
+
+        n = int(input_shape[-1])
+        center, scale = self._init
+        self.center = self.add_weight(shape=(n,), initializer="zeros", trainable=False, name="center")
+        self.scale = self.add_weight(shape=(n,), initializer="ones", trainable=False, name="scale")
+        if center is not None:
+            self.center.assign(np.asarray(center, "float32").reshape(n))
+            self.scale.assign(np.asarray(scale, "float32").reshape(n))
+
+    def call(self, inputs: Any) -> Any:
+        return (keras.ops.cast(inputs, "float32") - self.center) / self.scale
+
+    def compute_output_spec(self, inputs: Any) -> Any:
+        return keras.KerasTensor(inputs.shape, dtype="float32")
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config()  # the statistics are weights, saved with the model's weights

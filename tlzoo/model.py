@@ -2,6 +2,7 @@
 backbone -> plugin head. One builder, used by training, evaluation and export."""
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import keras
@@ -20,12 +21,26 @@ def build_model(
 ) -> keras.Model:
     """The full model. ``raw_shape`` is one sample's shape as the data holds it (H, W, C);
     height and width are left free so deployments can feed any size."""
+    inputs, features = backbone_features(plugin, spec, backbone, raw_shape, input_size)
+    outputs = plugin.build_head(features, num_classes)
+    # "hub:/path/to/saved_model" names hold characters Keras refuses in a model name
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{plugin.name}_{spec.name}").strip("_")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def backbone_features(
+    plugin: Any, spec: BackboneSpec, backbone: keras.Model, raw_shape: Sequence[int | None], input_size: int
+) -> tuple[Any, Any]:
+    """Raw image input -> plugin adapter -> backbone preprocessing -> backbone: (inputs, features).
+    The un-augmented path whose output the tuner caches."""
+    if getattr(plugin, "modality", "image") == "timeseries":
+        # [batch, time, features], any length; the plugin's adapter scales features, no image preprocessing
+        inputs = keras.Input(shape=(None, raw_shape[-1]), name="series")
+        return inputs, backbone(plugin.input_adapter(inputs, input_size))
     inputs = keras.Input(shape=(None, None, raw_shape[-1]), name="image")
     x = plugin.input_adapter(inputs, input_size)
     x = BackbonePreprocess(spec.name, name="backbone_preprocess")(x)
-    features = backbone(x)
-    outputs = plugin.build_head(features, num_classes)
-    return keras.Model(inputs, outputs, name=f"{plugin.name}_{spec.name}")
+    return inputs, backbone(x)
 
 
 def find_backbone(model: keras.Model) -> keras.Model:

@@ -169,6 +169,12 @@ class DomainPlugin:
         """Training-only augmentation layers, applied to raw-resolution float images."""
         return []
 
+    def custom_recipe(self) -> Any:
+        """``None`` (the standard ``adapt`` recipe), or a callable ``recipe(config) -> RunResult`` that
+        ``adapt`` hands the run to instead, for a mode that is not gradient training (e.g. anomaly
+        detection from a memory bank). It must write a complete run directory atomically."""
+        return None
+
     def loss(self, num_classes: int) -> keras.losses.Loss:
         smoothing = float(self.options["label_smoothing"])
         if self.task == "multiclass":
@@ -197,6 +203,29 @@ class DomainPlugin:
         """The plugin's default schedule (given the backbone's number of layer groups)."""
         return FreezeSchedule.fine_tune(epochs=8, freeze_epochs=2, base_lr=2e-3)
 
+    # Options that ``augment_strength`` in a search space multiplies (numeric augmentation magnitudes).
+    augmentation_options: ClassVar[tuple[str, ...]] = ()
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """Hyperparameters a ``tlzoo tune`` search explores, one entry per name:
+        ``{"choice": [...]}``, ``{"fixed": v}`` or ``{"min": a, "max": b, "sampling": "log"|"linear", "step": s}``.
+        Names are plugin options or the tuner's own (backbone, unfreeze_groups, learning_rate, epochs,
+        head_epochs, augment_strength). Override to change the defaults; a YAML file overrides both."""
+        space: dict[str, dict[str, Any]] = {
+            "backbone": {"choice": [self.default_backbone]},
+            "unfreeze_groups": {"choice": [0, 1, 2]},  # 0: frozen backbone (cached-feature fast path)
+            "learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
+            "weight_decay": {"min": 1e-6, "max": 1e-3, "sampling": "log"},
+            "dropout": {"min": 0.0, "max": 0.5, "step": 0.1},
+            "hidden_units": {"choice": [0, 128, 256]},
+            "epochs": {"fixed": 5},
+        }
+        if self.task != "multiclass":
+            space["label_smoothing"] = {"choice": [0.0, 0.1]}
+        if self.augmentation_options:
+            space["augment_strength"] = {"choice": [0.5, 1.0, 1.5]}
+        return space
+
     # ------------------------------------------------------------------ evaluation
     def choose_threshold(self, y_val: np.ndarray, p_val: np.ndarray) -> float:
         t = self.options["threshold"]
@@ -211,6 +240,12 @@ class DomainPlugin:
         if not 0 < t < 1:
             raise ConfigError(f"threshold must be in (0, 1), got {t}")
         return t
+
+    def extra_reports(self, run_dir: Any, data: DataSplits, p_val: np.ndarray, p_test: np.ndarray,
+                      threshold: float) -> dict[str, Any]:
+        """After training: write extra files into the run directory and return entries added to
+        ``metrics.json`` (e.g. a baseline on the same split). Default: nothing."""
+        return {}
 
     def evaluate(self, y_true: np.ndarray, probs: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
         """Final metrics on numpy predictions (test split)."""

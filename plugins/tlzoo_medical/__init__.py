@@ -75,6 +75,8 @@ class MedicalImagingPlugin(DomainPlugin):
         if self.task == "multiclass":
             self.monitor = "accuracy"  # type: ignore[misc]
 
+    augmentation_options: ClassVar[tuple[str, ...]] = ("rotation_degrees", "zoom", "shift", "contrast", "brightness")
+
     def augmentations(self) -> list[keras.layers.Layer]:
         o = self.options
         layers: list[keras.layers.Layer] = []

@@ -20,6 +20,11 @@ def register_backbone(spec: BackboneSpec, *, replace: bool = False) -> BackboneS
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
+    """A registered backbone, or ``hub:<TF-Hub handle, URL or SavedModel directory>``."""
+    if name.startswith("hub:"):
+        from tlzoo.backbones.hub import spec_for_ref
+
+        return spec_for_ref(name)
     _load_catalog()
     return BACKBONES.get(name)
 
@@ -49,6 +54,16 @@ def check_input_shape(spec: BackboneSpec, input_shape: Sequence[int | None]) -> 
                     f"input size {h}x{w} is smaller than {spec.name!r}'s minimum of "
                     f"{spec.min_size}x{spec.min_size}; use input_size >= {spec.min_size}"
                 )
+    elif spec.modality == "timeseries":
+        if len(shape) != 2:
+            raise ConfigError(f"input_shape {shape} for backbone {spec.name!r} must be (time, channels)")
+        # a single event (tabular mode) is a feature vector, not a window: kernels see only that event
+        if shape[0] is not None and 1 < shape[0] < spec.min_size:
+            raise ConfigError(
+                f"windows of {shape[0]} events are shorter than {spec.name!r}'s receptive field of "
+                f"{spec.min_size}; use window >= {spec.min_size}, window=1 (tabular), or a backbone with a "
+                f"smaller field (ts_fcn / ts_resnet 8, ts_transformer 1)"
+            )
     return shape  # type: ignore[return-value]
 
 
@@ -62,9 +77,15 @@ def build_backbone(
     """Build a backbone (no classification top) and say where its weights came from."""
     spec = get_backbone_spec(name)
     if input_shape is None:
-        input_shape = (spec.default_size, spec.default_size, spec.channels)
+        input_shape = ((None, spec.channels) if spec.modality == "timeseries"
+                       else (spec.default_size, spec.default_size, spec.channels))
     shape = check_input_shape(spec, input_shape)
     kwargs = dict(spec.builder_kwargs, include_top=False)
+    if spec.family == "tfhub":  # a SavedModel carries its own weights
+        from tlzoo.backbones.hub import build_hub_backbone
+
+        hub_model, record = build_hub_backbone(spec, weights, shape)
+        return hub_model, spec, record
 
     if weights is None:
         return spec.builder(weights=None, input_shape=shape, **kwargs), spec, None
@@ -118,7 +139,12 @@ def _load_catalog() -> None:
     global _catalog_loaded
     if not _catalog_loaded:
         _catalog_loaded = True
-        from tlzoo.backbones import keras_apps, scratch  # noqa: F401  (register on import)
+        from tlzoo.backbones import keras_apps, scratch, timeseries  # noqa: F401  (register on import)
+        from tlzoo.backbones.hub import catalogue_specs
+
+        for hub_spec in catalogue_specs():
+            register_backbone(hub_spec, replace=True)
+        timeseries.register_local_entries()  # backbones made by `tlzoo pretrain` ($TLZOO_HOME/zoo)
 
 
 __all__ = [

@@ -108,9 +108,19 @@ def assign_groups(layer_names: Sequence[str], rules: Sequence[tuple[str, str]]) 
     return [LayerGroup(g, tuple(ls)) for g, ls in groups]
 
 
+def group_members(backbone: keras.Model) -> list[str]:
+    """What group rules match, bottom to top: layer names, except that a layer holding a whole
+    network (a TF-Hub SavedModel) contributes its variable names (its ``group_members()``)."""
+    names: list[str] = []
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        members = getattr(layer, "group_members", None)
+        names.extend(members() if callable(members) else [layer.name])
+    return names
+
+
 def layer_groups(backbone: keras.Model, spec: BackboneSpec) -> list[LayerGroup]:
-    """The backbone's layer groups, bottom to top. Input layers belong to no group."""
-    names = [
-        layer.name for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)
-    ]
-    return assign_groups(names, spec.group_rules)
+    """The backbone's layer groups, bottom to top. Input layers belong to no group. For a
+    TF-Hub backbone a group's ``layers`` are variable names inside the SavedModel."""
+    return assign_groups(group_members(backbone), spec.group_rules)

@@ -51,12 +51,23 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def mirror_dirs() -> list[Path]:
+def mirror_root() -> Path | None:
     root = os.environ.get(ENV_DIR)
-    if not root:
-        return []
-    base = Path(root).expanduser()
-    return [base, base / "models"]
+    return Path(root).expanduser() if root else None
+
+
+def mirror_dirs() -> list[Path]:
+    base = mirror_root()
+    return [base, base / "models"] if base else []
+
+
+def sha256_of_tree(directory: str | os.PathLike[str]) -> str:
+    """One digest for a directory (a SavedModel): sha256 over sorted ``relative path + file sha256``."""
+    root = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_of(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def keras_cache_dir() -> Path:

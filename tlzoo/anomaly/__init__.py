@@ -1,0 +1,10 @@
+"""Anomaly detection from pretrained features, fitted on normal (defect-free) images only."""
+from tlzoo.anomaly.patchcore import (
+    PatchCore,
+    PatchCoreConfig,
+    false_alarm_threshold,
+    feature_levels,
+    greedy_coreset,
+)
+
+__all__ = ["PatchCore", "PatchCoreConfig", "false_alarm_threshold", "feature_levels", "greedy_coreset"]
