@@ -25,6 +25,7 @@ from tlzoo.data import DataSplits, make_dataset, subsample_labels
 from tlzoo.distribute import StageLoop, select_strategy, weights_digest
 from tlzoo.errors import ConfigError, DataError, TrainingError
 from tlzoo.freeze import FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate, trainable_groups
+from tlzoo.licences import RANDOM_INIT, licence_gate
 from tlzoo.model import build_model, inference_model
 from tlzoo.plugin import DomainPlugin, get_plugin
 from tlzoo.rundir import atomic_dir, check_target, read_yaml, write_json, write_yaml
@@ -55,6 +56,8 @@ class AdaptConfig:
     overwrite: bool = False
     verbose: int = 1
     strategy: str = "auto"  # auto | one | mirrored | multiworker (tlzoo.distribute)
+    intended_use: str | None = None  # research | commercial: refuse weights / data whose licence forbids it
+    data_licence: str | None = None  # the training data's licence (SPDX id), as the user knows it
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AdaptConfig":
@@ -142,6 +145,27 @@ def _augmenter(plugin: DomainPlugin) -> Any:
     return augment
 
 
+def _weights_name(weights: str | None, spec: Any) -> str | None:
+    """For time-series backbones the default "imagenet" means their own pretrained weights, if any."""
+    if spec.modality == "timeseries" and weights == "imagenet":
+        return spec.weight_names[0] if spec.weight_names else None
+    return weights
+
+
+def _licences(cfg: AdaptConfig, spec: Any) -> dict[str, Any]:
+    """The licences in the run's lineage; with ``intended_use``, the gate that refuses forbidden uses."""
+    weights = _weights_name(cfg.weights, spec)
+    if weights is None:
+        weights_licence: str | None = RANDOM_INIT
+    else:
+        info = spec.weights_info(str(weights))
+        weights_licence = info.licence if info else None
+    if cfg.intended_use is None:
+        return {"intended_use": None, "weights": {"licence": weights_licence or "unknown"},
+                "data": {"licence": cfg.data_licence or "unknown"}}
+    return licence_gate(cfg.intended_use, weights_licence, cfg.data_licence)
+
+
 def prepare_data(cfg: AdaptConfig, plugin: DomainPlugin) -> tuple[DataSplits, int]:
     data = plugin.read_data(cfg.data, seed=cfg.seed)
     plugin.check_data(data)
@@ -173,6 +197,8 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
 
     # Everything that can be checked before any long computation is checked here.
     plugin = get_plugin(cfg.plugin, **cfg.plugin_options)
+    # The licence gate comes first, for every recipe: nothing runs on weights the use forbids.
+    licences = _licences(cfg, get_backbone_spec(cfg.backbone or plugin.default_backbone))
     recipe = plugin.custom_recipe()
     if recipe is not None:  # the plugin's own recipe (no gradient training) writes the run
         return recipe(cfg)
@@ -206,8 +232,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     if spec.modality == "timeseries":  # (time, channels) from the data; time stays free in the model
         check_input_shape(spec, data.train.x.shape[1:])
         backbone_shape = (None, int(data.train.x.shape[-1]))
-        if cfg.weights == "imagenet":  # the default means "the backbone's pretrained weights, if any"
-            cfg.weights = spec.weight_names[0] if spec.weight_names else None
+        cfg.weights = _weights_name(cfg.weights, spec)
 
     keras.utils.set_random_seed(cfg.seed)
     with dist.scope():  # variables are created where the strategy can mirror them
@@ -229,6 +254,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     resolved = {
         "adapt": {**dataclasses.asdict(cfg), "out": str(run_dir), "backbone": backbone_name, "input_size": input_size},
         "distribution": dist.describe(),
+        "licences": licences,
         "schedule": schedule.to_dict(),
         "plugin": plugin.describe() | {"options": plugin.options},
         "backbone": {"name": spec.name, "family": spec.family, "num_params": spec.num_params,

@@ -145,6 +145,7 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
                          "num_params": backbone.get("num_params"), "preprocess": backbone.get("preprocess"),
                          "input_size": adapt.get("input_size")},
             "weights": _weights(config),
+            "licences": config.get("licences"),
             "plugin": {"name": plugin.name, **_plugin_version(plugin), "options": (config.get("plugin") or {}).get("options")},
             "freeze_schedule": _schedule_run(config, metrics, history),
             "data": _data(config, export_info),
@@ -162,6 +163,16 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "dates": {"run_finished": trained, "exported": export_info.get("exported_at")},
         "tlzoo_version": export_info.get("tlzoo_version"),
     }
+
+
+def _licence_lines(licences: dict[str, Any] | None) -> list[str]:
+    if not licences:
+        return []
+    use = licences.get("intended_use")
+    head = f"- licences (declared intended use: {use}, checked before training)" if use else \
+        "- licences (no intended use declared, so not checked)"
+    return [head] + [f"  - {part}: {rec.get('licence')}" + (f" ({rec['verdict']})" if rec.get("verdict") else "")
+                     for part, rec in licences.items() if isinstance(rec, dict)]
 
 
 def _fmt(value: Any) -> str:
@@ -197,6 +208,7 @@ def render_markdown(card: dict[str, Any]) -> str:
               + (f" (`{w['file']}`)" if w.get("file") else ""),
               f"  - sha256 `{w.get('sha256') or '-'}`",
               f"  - licence: {w.get('licence')}" + (f"; trained on {w['dataset']}" if w.get("dataset") else ""),
+              *_licence_lines(lin.get("licences")),
               f"- plugin: `{p['name']}` {p['version']} (`{p['class']}`)",
               f"- data: `{d['source']}`, fingerprint sha256 `{d['fingerprint_sha256']}`"
               + ("" if d["fingerprint_matches_at_export"] is None else

@@ -86,6 +86,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         "labels_per_class": args.labels_per_class, "seed": args.seed, "schedule": _schedule_from_args(args),
         "plugin_options": _options(args.option) or None, "overwrite": args.overwrite or None,
         "weights_sha256": args.weights_sha256, "strategy": args.strategy,
+        "intended_use": args.intended_use, "data_licence": args.data_licence,
     }
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     p.add_argument("--seed", type=int)
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
+    p.add_argument("--intended-use", choices=["research", "commercial"],
+                   help="refuse pretrained weights or data whose licence does not allow this use")
+    p.add_argument("--data-licence", help="the training data's licence (SPDX id, e.g. CC-BY-4.0), for the gate and the model card")
     p.add_argument("--strategy", choices=["auto", "one", "mirrored", "multiworker"],
                    help="tf.distribute strategy (default auto: multiworker when TF_CONFIG names several workers, "
                         "mirrored on several GPUs, else one)")
