@@ -105,12 +105,13 @@ def test_out_of_order_timestamps(tmp_path):
 
 
 def test_fp_budget_threshold_and_fraud_metrics():
-    from tlzoo_timeseries.fraud_metrics import fraud_metrics, precision_at_k, threshold_for_fp_budget
+    from tlzoo.metrics import threshold_for_max_fpr
+    from tlzoo_timeseries.fraud_metrics import fraud_metrics, precision_at_k
 
     rng = np.random.default_rng(0)
     y = (rng.random(2000) < 0.05).astype(int)
     p = np.clip(rng.normal(0.3 + 0.4 * y, 0.15), 0, 1)
-    t = threshold_for_fp_budget(y, p, 0.02)
+    t = threshold_for_max_fpr(y, p, 0.02)
     fpr = ((p >= t) & (y == 0)).sum() / (y == 0).sum()
     assert fpr <= 0.02 and ((p >= np.nextafter(t, 0) - 1e-3) & (y == 0)).sum() / (y == 0).sum() > 0.015
     assert precision_at_k(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.8, 0.7]), 2) == 1.0

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlzoo import calibration as calib
 from tlzoo import plots
 from tlzoo._version import __version__
 from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups
@@ -58,6 +59,7 @@ class AdaptConfig:
     strategy: str = "auto"  # auto | one | mirrored | multiworker (tlzoo.distribute)
     intended_use: str | None = None  # research | commercial: refuse weights / data whose licence forbids it
     data_licence: str | None = None  # the training data's licence (SPDX id), as the user knows it
+    calibration: str = "temperature"  # temperature | none: fitted on validation, carried into the saved model
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AdaptConfig":
@@ -313,12 +315,12 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
         if "best" not in state:
             raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
         weights_view.load_weights(tmp / BEST_WEIGHTS)
-        metrics = _evaluate_and_report(tmp, model, plugin, data, cfg.batch_size, state, resolved)
+        metrics, saved_model = _evaluate_and_report(tmp, weights_view, plugin, data, cfg, state, resolved)
         resolved["started_at"] = started_at
         resolved["finished_at"] = _now()
         resolved["wall_time_s"] = round(time.perf_counter() - t_start, 1)
         write_yaml(tmp / CONFIG_FILE, resolved)
-        weights_view.save(tmp / MODEL_FILE)
+        saved_model.save(tmp / MODEL_FILE)
     if dist.kind == "multiworker":
         rank = dist.cluster.rank if dist.cluster else 0
         print(f"worker {rank}: final weights sha256 {weights_digest(model)}", flush=True)
@@ -333,17 +335,35 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
 
 
 def _evaluate_and_report(
-    run_dir: Path, model: keras.Model, plugin: DomainPlugin, data: DataSplits, batch_size: int,
+    run_dir: Path, model: keras.Model, plugin: DomainPlugin, data: DataSplits, cfg: AdaptConfig,
     state: dict[str, Any], resolved: dict[str, Any],
-) -> dict[str, Any]:
-    p_val = predict(model, data.val.x, batch_size)
-    p_test = predict(model, data.test.x, batch_size)
+) -> tuple[dict[str, Any], keras.Model]:
+    """Test and validation metrics at the chosen threshold, after calibration; the files beside them.
+    Returns the metrics and the model to save (``model`` with its calibration layer, if any)."""
+    p_val = predict(model, data.val.x, cfg.batch_size)
+    p_test = predict(model, data.test.x, cfg.batch_size)
+    calibration = None
+    if cfg.calibration not in calib.METHODS:
+        raise ConfigError(f"calibration must be one of {calib.METHODS}, got {cfg.calibration!r}")
+    if cfg.calibration != "none" and plugin.task in ("binary", "multiclass"):
+        temperature, calibration = calib.calibration_report(data.val.y, p_val, data.test.y, p_test, plugin.task,
+                                                            cfg.calibration)
+        layer = calib.TemperatureScaling(temperature, plugin.task)
+        raw_val = p_val
+        # the layer itself, so these are the probabilities every export returns
+        p_val, p_test = np.asarray(layer(p_val)), np.asarray(layer(p_test))
+        plots.reliability_diagram({"val, before": (data.val.y, raw_val), "val, after": (data.val.y, p_val),
+                                   "test, after": (data.test.y, p_test)}, plugin.task, run_dir / "reliability.png",
+                                  title=f"temperature {temperature:.3f} (fitted on val)")
+        model = calib.calibrated_model(model, temperature, plugin.task)
     threshold = plugin.choose_threshold(data.val.y, p_val)
     test = plugin.evaluate(data.test.y, p_test, threshold=threshold)
     val = plugin.evaluate(data.val.y, p_val, threshold=threshold)
     metrics = {
         "test": test,
         "val": val,
+        "threshold_policy": plugin.options.get("threshold") if plugin.task == "binary" else "argmax",
+        "calibration": calibration,
         "best_epoch": state["best_epoch"],
         "best_stage": state["best_stage"],
         "monitor": {"name": "val_" + plugin.monitor, "value": state["best"]},
@@ -362,7 +382,7 @@ def _evaluate_and_report(
                                title=f"test, threshold {threshold:.3g}" if plugin.task == "binary" else "test")
     if plugin.task == "binary":
         plots.roc_curve(data.test.y, p_test.reshape(-1), run_dir / "roc_curve.png", title="test ROC")
-    return metrics
+    return metrics, model
 
 
 def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:

@@ -76,17 +76,28 @@ def _schedule_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
     return params
 
 
+def _operating_point(args: argparse.Namespace) -> dict[str, Any]:
+    """--target-sensitivity / --max-false-positive-rate / --cost-ratio -> the plugin's threshold option."""
+    given = [(flag, value) for flag, value in (("sensitivity", args.target_sensitivity),
+                                               ("fpr", args.max_false_positive_rate), ("cost", args.cost_ratio))
+             if value is not None]
+    if len(given) > 1:
+        raise TlzooError("give one operating point: --target-sensitivity, --max-false-positive-rate or --cost-ratio")
+    return {"threshold": f"{given[0][0]}:{given[0][1]:g}"} if given else {}
+
+
 def cmd_adapt(args: argparse.Namespace) -> int:
     from tlzoo.adapt import AdaptConfig, adapt
 
+    options = {**_options(args.option), **_operating_point(args)}
     overrides = {
         "plugin": args.plugin, "data": args.data, "out": args.out, "backbone": args.backbone,
         "weights": None if args.weights in ("none", "None") else args.weights,
         "input_size": args.input_size, "batch_size": args.batch_size, "label_fraction": args.label_fraction,
         "labels_per_class": args.labels_per_class, "seed": args.seed, "schedule": _schedule_from_args(args),
-        "plugin_options": _options(args.option) or None, "overwrite": args.overwrite or None,
+        "plugin_options": options or None, "overwrite": args.overwrite or None,
         "weights_sha256": args.weights_sha256, "strategy": args.strategy,
-        "intended_use": args.intended_use, "data_licence": args.data_licence,
+        "intended_use": args.intended_use, "data_licence": args.data_licence, "calibration": args.calibration,
     }
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
@@ -276,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
     p.add_argument("--intended-use", choices=["research", "commercial"],
                    help="refuse pretrained weights or data whose licence does not allow this use")
+    p.add_argument("--calibration", choices=["temperature", "none"],
+                   help="fit a temperature on the validation split and put it in the model (default temperature)")
+    p.add_argument("--target-sensitivity", type=float, metavar="S",
+                   help="binary: the highest threshold reaching sensitivity S on validation")
+    p.add_argument("--max-false-positive-rate", type=float, metavar="F",
+                   help="binary: the lowest threshold keeping the validation false-positive rate within F")
+    p.add_argument("--cost-ratio", type=float, metavar="R",
+                   help="binary: the threshold minimising R x missed positives + false alarms on validation")
     p.add_argument("--data-licence", help="the training data's licence (SPDX id, e.g. CC-BY-4.0), for the gate and the model card")
     p.add_argument("--strategy", choices=["auto", "one", "mirrored", "multiworker"],
                    help="tf.distribute strategy (default auto: multiworker when TF_CONFIG names several workers, "

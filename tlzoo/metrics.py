@@ -6,12 +6,76 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from tlzoo.errors import ConfigError
+
 
 def youden_threshold(y_true: np.ndarray, probs: np.ndarray) -> float:
     """The threshold maximising sensitivity + specificity - 1 (chosen on validation data)."""
     fpr, tpr, thr = skm.roc_curve(y_true, probs.reshape(-1))
     best = int(np.argmax(tpr - fpr))
     return float(np.clip(thr[best], 1e-6, 1 - 1e-6))
+
+
+def threshold_for_max_fpr(y_true: np.ndarray, probs: np.ndarray, max_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate on (y_true, probs) stays within ``max_fpr``."""
+    if not 0 <= max_fpr < 1:
+        raise ConfigError(f"a maximum false-positive rate must be in [0, 1), got {max_fpr}")
+    neg = np.sort(probs.reshape(-1)[y_true.reshape(-1) == 0])[::-1]
+    k = int(np.floor(max_fpr * len(neg)))  # negatives allowed at or above the threshold
+    if k >= len(neg):
+        return float(neg[-1])
+    return float(min(np.nextafter(neg[k], np.inf), 1.0))
+
+
+def threshold_for_sensitivity(y_true: np.ndarray, probs: np.ndarray, target: float) -> float:
+    """The highest threshold whose sensitivity on (y_true, probs) reaches ``target``."""
+    if not 0 < target <= 1:
+        raise ConfigError(f"a target sensitivity must be in (0, 1], got {target}")
+    pos = np.sort(probs.reshape(-1)[y_true.reshape(-1) == 1])  # ascending
+    k = int(np.ceil(target * len(pos)))  # positives that must score at or above the threshold
+    return float(pos[len(pos) - k])
+
+
+def threshold_for_cost(y_true: np.ndarray, probs: np.ndarray, cost_ratio: float) -> float:
+    """The threshold minimising ``cost_ratio`` x false negatives + false positives on (y_true, probs):
+    ``cost_ratio`` is what a missed positive costs relative to a false alarm."""
+    if not cost_ratio > 0:
+        raise ConfigError(f"a cost ratio (false negative : false positive) must be > 0, got {cost_ratio}")
+    y, p = y_true.reshape(-1).astype(int), probs.reshape(-1)
+    candidates = np.unique(np.concatenate([p, [1.0]]))
+    fn = np.array([np.sum((p < t) & (y == 1)) for t in candidates])
+    fp = np.array([np.sum((p >= t) & (y == 0)) for t in candidates])
+    return float(candidates[int(np.argmin(cost_ratio * fn + fp))])
+
+
+POLICIES = {"sensitivity": threshold_for_sensitivity, "fpr": threshold_for_max_fpr, "cost": threshold_for_cost}
+
+
+def choose_threshold(policy: Any, y_val: np.ndarray, p_val: np.ndarray) -> float:
+    """A binary decision threshold from a policy, chosen on validation data: a number in (0, 1),
+    ``"youden"``, ``"sensitivity:0.95"`` (the highest threshold reaching that sensitivity),
+    ``"fpr:0.01"`` (the lowest threshold within that false-positive rate) or ``"cost:5"`` (a missed
+    positive costs five false alarms)."""
+    if policy == "youden":
+        return youden_threshold(y_val, p_val)
+    if isinstance(policy, str) and ":" in policy:
+        kind, _, value = policy.partition(":")
+        if kind not in POLICIES:
+            raise ConfigError(f"threshold policy {kind!r} unknown; use youden, a number, or one of "
+                              f"{[k + ':X' for k in POLICIES]}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"threshold policy {policy!r} needs a number after ':'") from None
+        return POLICIES[kind](y_val, p_val, number)
+    try:
+        t = float(policy)
+    except (TypeError, ValueError):
+        raise ConfigError(f"threshold must be a number in (0, 1), 'youden', 'sensitivity:X', 'fpr:X' or 'cost:X', "
+                          f"got {policy!r}") from None
+    if not 0 < t < 1:
+        raise ConfigError(f"threshold must be in (0, 1), got {t}")
+    return t
 
 
 def binary_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:

@@ -66,3 +66,26 @@ def roc_curve(y_true: np.ndarray, probs: np.ndarray, path: Path, title: str = ""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], task: str, path: Path,
+                        title: str = "", n_bins: int = 15) -> None:
+    """Accuracy against top-label confidence per bin, one line per (labels, probabilities) pair."""
+    from tlzoo.calibration import reliability
+
+    fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    for name, (y, p) in curves.items():
+        rel = reliability(y, p, task, n_bins)
+        conf = [b["confidence"] for b in rel["bins"] if b["n"]]
+        acc = [b["accuracy"] for b in rel["bins"] if b["n"]]
+        ax.plot(conf, acc, marker="o", ms=3, label=f"{name} (ECE {rel['ece']:.3f})")
+    ax.set_xlabel("confidence (top label)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0.45 if task == "binary" else 0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -49,7 +49,7 @@ class DomainPlugin:
         "dropout": 0.2,
         "hidden_units": 0,  # 0: linear head on pooled features
         "class_weight": "balanced",  # "balanced" or "none"
-        "threshold": 0.5,  # binary decision threshold, or "youden" (chosen on validation)
+        "threshold": 0.5,  # binary: a number, or chosen on validation: youden | sensitivity:X | fpr:X | cost:X
         "label_smoothing": 0.0,
         "optimizer": "adamw",
         "weight_decay": 1e-4,
@@ -228,18 +228,10 @@ class DomainPlugin:
 
     # ------------------------------------------------------------------ evaluation
     def choose_threshold(self, y_val: np.ndarray, p_val: np.ndarray) -> float:
-        t = self.options["threshold"]
+        """The binary decision threshold from the ``threshold`` option (see ``metrics.choose_threshold``)."""
         if self.task != "binary":
             return 0.5
-        if t == "youden":
-            return metrics_lib.youden_threshold(y_val, p_val)
-        try:
-            t = float(t)
-        except (TypeError, ValueError):
-            raise ConfigError(f"threshold must be a number in (0, 1) or 'youden', got {t!r}") from None
-        if not 0 < t < 1:
-            raise ConfigError(f"threshold must be in (0, 1), got {t}")
-        return t
+        return metrics_lib.choose_threshold(self.options["threshold"], y_val, p_val)
 
     def extra_reports(self, run_dir: Any, data: DataSplits, p_val: np.ndarray, p_test: np.ndarray,
                       threshold: float) -> dict[str, Any]:

@@ -40,11 +40,12 @@ from tlzoo.data import DataSplits
 from tlzoo.errors import DataError
 from tlzoo.freeze import FreezeSchedule, Stage
 from tlzoo.layers import FeatureScaler
+from tlzoo.metrics import threshold_for_max_fpr
 from tlzoo.plugin import DomainPlugin
 
 from tlzoo_timeseries import events
 from tlzoo_timeseries.augment import AUGMENTATIONS, SeriesAugmenter
-from tlzoo_timeseries.fraud_metrics import fraud_metrics, threshold_for_fp_budget
+from tlzoo_timeseries.fraud_metrics import fraud_metrics
 
 
 class TimeSeriesFraudPlugin(DomainPlugin):
@@ -155,7 +156,7 @@ class TimeSeriesFraudPlugin(DomainPlugin):
     # ------------------------------------------------------------------ evaluation
     def choose_threshold(self, y_val: np.ndarray, p_val: np.ndarray) -> float:
         if self.options["threshold"] == "fp_budget":
-            return threshold_for_fp_budget(y_val, p_val, float(self.options["fp_budget"]))
+            return threshold_for_max_fpr(y_val, p_val, float(self.options["fp_budget"]))
         return super().choose_threshold(y_val, p_val)
 
     def evaluate(self, y_true: np.ndarray, probs: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:

@@ -8,18 +8,6 @@ import numpy as np
 from sklearn import metrics as skm
 
 from tlzoo import metrics as metrics_lib
-from tlzoo.errors import ConfigError
-
-
-def threshold_for_fp_budget(y: np.ndarray, p: np.ndarray, budget: float) -> float:
-    """The lowest threshold whose false-positive rate on (y, p) stays within ``budget``."""
-    if not 0 <= budget < 1:
-        raise ConfigError(f"fp_budget must be a false-positive rate in [0, 1), got {budget}")
-    neg = np.sort(p.reshape(-1)[y.reshape(-1) == 0])[::-1]
-    k = int(np.floor(budget * len(neg)))  # negatives allowed above the threshold
-    if k >= len(neg):
-        return float(neg[-1])
-    return float(min(np.nextafter(neg[k], np.inf), 1.0))
 
 
 def recall_at_fpr(y: np.ndarray, p: np.ndarray, fpr_max: float) -> float:
