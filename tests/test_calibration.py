@@ -127,6 +127,8 @@ def test_saved_model_and_exports_return_calibrated_probabilities(calibrated_run,
         assert result.parity[fmt]["max_abs_diff"] <= 1e-4
         got = E.load_export(tmp_path / "export", fmt)(x)["probabilities"]
         assert np.abs(got - probs).max() <= 1e-4
+    card = (tmp_path / "export" / "model_card.md").read_text()
+    assert f"temperature-scaled (T = {t:.4f}" in card and "sensitivity:0.9" in card
 
 
 def _without_last_layer(model):

@@ -18,7 +18,10 @@ from tlzoo.backbones import (  # noqa: E402
 )
 from tlzoo.backbones.hub import HubLayer  # noqa: E402  (registers the layer for load_model)
 from tlzoo.backbones.hub_savedmodel import keras_to_hub_savedmodel  # noqa: E402
+from tlzoo.curve import CurveConfig, label_curve  # noqa: E402
 from tlzoo.errors import TlzooError  # noqa: E402
+from tlzoo.explain import ExplainResult  # noqa: E402
+from tlzoo.explain import explain  # noqa: E402  (the function, as with export below)
 from tlzoo.export import ExportFormat, ExportResult, load_export, verify  # noqa: E402
 from tlzoo.export import export  # noqa: E402  (the function; the module stays importable as `from tlzoo.export import ...`)
 from tlzoo.freeze import FreezeSchedule, Stage  # noqa: E402
@@ -31,7 +34,9 @@ from tlzoo._version import __version__  # noqa: E402,F401
 __all__ = [
     "AdaptConfig",
     "BackboneSpec",
+    "CurveConfig",
     "DomainPlugin",
+    "ExplainResult",
     "ExportFormat",
     "ExportResult",
     "FreezeSchedule",
@@ -46,9 +51,11 @@ __all__ = [
     "backbone_info",
     "create_backbone",
     "evaluate",
+    "explain",
     "export",
     "get_plugin",
     "keras_to_hub_savedmodel",
+    "label_curve",
     "list_backbones",
     "list_plugins",
     "load_export",

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from tlzoo import calibration as calib
-from tlzoo import plots
+from tlzoo import plots, subgroups
 from tlzoo._version import __version__
 from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups
 from tlzoo.checkpoint import EpochCheckpoint
@@ -26,6 +26,7 @@ from tlzoo.data import DataSplits, make_dataset, subsample_labels
 from tlzoo.distribute import StageLoop, select_strategy, weights_digest
 from tlzoo.errors import ConfigError, DataError, TrainingError
 from tlzoo.freeze import FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate, trainable_groups
+from tlzoo.groups import assign_groups
 from tlzoo.licences import RANDOM_INIT, licence_gate
 from tlzoo.model import build_model, inference_model
 from tlzoo.plugin import DomainPlugin, get_plugin
@@ -60,6 +61,9 @@ class AdaptConfig:
     intended_use: str | None = None  # research | commercial: refuse weights / data whose licence forbids it
     data_licence: str | None = None  # the training data's licence (SPDX id), as the user knows it
     calibration: str = "temperature"  # temperature | none: fitted on validation, carried into the saved model
+    max_samples_seen: int | None = None  # a compute budget: the schedule's epochs shrink to fit it
+    group_by: str | None = None  # subgroup metrics by: the data's `groups` (None), an .npz key, or "brightness"
+    max_group_gap: float | None = None  # largest acceptable metric gap between groups; beyond it the card warns
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AdaptConfig":
@@ -171,6 +175,7 @@ def _licences(cfg: AdaptConfig, spec: Any) -> dict[str, Any]:
 def prepare_data(cfg: AdaptConfig, plugin: DomainPlugin) -> tuple[DataSplits, int]:
     data = plugin.read_data(cfg.data, seed=cfg.seed)
     plugin.check_data(data)
+    data = assign_groups(data, cfg.group_by, task=plugin.task, max_gap=cfg.max_group_gap)  # before subsampling
     num_classes = plugin.num_classes(data)
     full_train = len(data.train)
     data.train = subsample_labels(data.train, fraction=cfg.label_fraction, per_class=cfg.labels_per_class, seed=cfg.seed)
@@ -242,7 +247,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
             backbone_name, cfg.weights, backbone_shape, sha256=cfg.weights_sha256
         )
         groups = layer_groups(backbone, spec)
-        schedule = _resolve_schedule(cfg, plugin, len(groups))
+        schedule = _resolve_schedule(cfg, plugin, len(groups)).within_budget(len(data.train), cfg.max_samples_seen)
         model = build_model(plugin, spec, backbone, data.train.x.shape[1:], input_size, num_classes)
 
     class_weight = plugin.class_weights(data.train.y, num_classes)
@@ -371,6 +376,9 @@ def _evaluate_and_report(
         "class_names": data.class_names,
     }
     metrics.update(plugin.extra_reports(run_dir, data, p_val, p_test, threshold))  # e.g. a baseline beside it
+    if data.test.groups is not None:  # per-group metrics with bootstrap CIs, and subgroups.png
+        metrics["subgroups"] = subgroups.write_report(run_dir, data, p_test, task=plugin.task, threshold=threshold,
+                                                      max_gap=cfg.max_group_gap, seed=cfg.seed)
     history = state["history"]
     write_json(run_dir / METRICS_FILE, metrics)
     write_json(run_dir / "history.json", history)

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tlzoo import subgroups
 from tlzoo.rundir import write_json
 
 CARD_SCHEMA = "tlzoo.model_card/1"
@@ -139,7 +140,8 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         },
         "intended_use": getattr(plugin_cls, "intended_use", "") or
         f"{plugin_cls.describe().get('description') or plugin.name}: the task it was trained and tested on.",
-        "limitations": list(getattr(plugin_cls, "limitations", ()) or ()) + list(GENERIC_LIMITATIONS),
+        "limitations": list(getattr(plugin_cls, "limitations", ()) or ()) + list(GENERIC_LIMITATIONS)
+        + [w for w in [subgroups.warning(metrics.get("subgroups"))] if w],
         "lineage": {
             "backbone": {"name": backbone.get("name"), "family": backbone.get("family"),
                          "num_params": backbone.get("num_params"), "preprocess": backbone.get("preprocess"),
@@ -156,6 +158,9 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         },
         "test_metrics": run_metrics,
         "test_metrics_recomputed": recomputed,
+        "subgroups": subgroups.card_section(metrics.get("subgroups")),
+        "calibration": {"decision": metrics.get("threshold_policy"), "threshold": contract["threshold"],
+                        **(metrics.get("calibration") or {"method": "none"})},
         "parity": parity,
         "artefacts": {fmt: {k: a[k] for k in ("path", "precision", "bytes") if k in a} | ({"opset": a["opset"]} if "opset" in a else {})
                       for fmt, a in export_info["formats"].items()},
@@ -163,6 +168,24 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "dates": {"run_finished": trained, "exported": export_info.get("exported_at")},
         "tlzoo_version": export_info.get("tlzoo_version"),
     }
+
+
+def _calibration_lines(cal: dict[str, Any] | None) -> list[str]:
+    if not cal:
+        return []
+    lines = ["## Calibration and decision threshold", ""]
+    if cal.get("method") == "temperature":
+        lines.append(f"Probabilities are temperature-scaled (T = {cal['temperature']:.4f}, fitted on the validation "
+                     "split; a layer of the exported model, so every format returns them).")
+        lines += ["", "| split | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|"]
+        lines += [f"| {split} | {_fmt(cal[split]['ece_before'])} | {_fmt(cal[split]['ece_after'])} | "
+                  f"{_fmt(cal[split]['nll_before'])} | {_fmt(cal[split]['nll_after'])} |"
+                  for split in ("val", "test") if split in cal]
+    else:
+        lines.append("Probabilities are not recalibrated.")
+    lines += ["", f"Decision rule: {cal.get('decision')!s} (threshold {_fmt(cal.get('threshold'))}, chosen on the "
+              "validation split).", ""]
+    return lines
 
 
 def _licence_lines(licences: dict[str, Any] | None) -> list[str]:
@@ -233,8 +256,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             row = [_fmt(card["test_metrics_recomputed"][f].get(key)) for f in card["test_metrics_recomputed"]]
             lines.append(f"| {key} | {_fmt(value)} | " + " | ".join(row) + " |")
-    lines += ["", "(`run`: metrics.json of the run; the other columns recomputed at export from each format.)", "",
-              "## Parity with the Keras model", "",
+    lines += ["", "(`run`: metrics.json of the run; the other columns recomputed at export from each format.)", ""]
+    lines += subgroups.markdown_lines(card.get("subgroups"))
+    lines += _calibration_lines(card.get("calibration"))
+    lines += ["## Parity with the Keras model", "",
               "| format | max abs diff | mean abs diff | label agreement | bound | cases |", "|---|---|---|---|---|---|"]
     for fmt, s in card["parity"].items():
         cases = ", ".join(f"{c} ({v['n']}): {_fmt(v['max_abs_diff'])}" for c, v in s["cases"].items())

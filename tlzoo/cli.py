@@ -98,6 +98,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         "plugin_options": options or None, "overwrite": args.overwrite or None,
         "weights_sha256": args.weights_sha256, "strategy": args.strategy,
         "intended_use": args.intended_use, "data_licence": args.data_licence, "calibration": args.calibration,
+        "group_by": args.group_by, "max_group_gap": args.max_group_gap,
     }
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
@@ -109,6 +110,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         cfg.weights = None
     result = adapt(cfg)
     _print_metrics(result.metrics["test"], f"test metrics ({result.metrics['n_train']} training labels)")
+    if result.metrics.get("subgroups"):
+        from tlzoo.subgroups import summary
+
+        print(summary(result.metrics["subgroups"]))
     print(f"run directory: {result.run_dir}")
     return 0
 
@@ -130,6 +135,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curve(args: argparse.Namespace) -> int:
+    from tlzoo.curve import CurveConfig, label_curve
+
+    scratch_schedule = None
+    if args.scratch_epochs:
+        scratch_schedule = {"kind": "full", "head_epochs": 0, "epochs": args.scratch_epochs, "lr": args.scratch_lr}
+    label_curve(CurveConfig(
+        plugin=args.plugin, data=args.data, out=args.out, fractions=args.fractions, seeds=args.seeds,
+        backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+        baseline=None if args.baseline == "none" else args.baseline, scratch_backbone=args.scratch_backbone,
+        scratch_input_size=args.scratch_input_size, scratch_schedule=scratch_schedule, metric=args.metric,
+        max_samples_seen=args.max_samples_seen, batch_size=args.batch_size, plugin_options=_options(args.option),
+        runs_dir=args.runs_dir,
+    ))
+    return 0
+
+
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
     print(title + ":")
     for key, value in metrics.items():
@@ -147,6 +169,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         _print_metrics(metrics, f"{args.split} metrics of {args.run_dir}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from tlzoo.explain import explain
+
+    result = explain(args.run_dir, args.images, split=args.split, n=args.n, out=args.out,
+                     class_index=args.class_index, layer=args.layer)
+    what = f"Grad-CAM at layer {result.layer!r}" if result.method == "grad-cam" else "anomaly maps"
+    print(f"{len(result.files)} explanations ({what}) written to {result.out}: one PNG per image, grid.png, "
+          f"explanations.json")
     return 0
 
 
@@ -296,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost-ratio", type=float, metavar="R",
                    help="binary: the threshold minimising R x missed positives + false alarms on validation")
     p.add_argument("--data-licence", help="the training data's licence (SPDX id, e.g. CC-BY-4.0), for the gate and the model card")
+    p.add_argument("--group-by", metavar="NAME",
+                   help="subgroup metrics by a per-sample .npz key (e.g. site), or derived: brightness, filename_prefix "
+                        "(default: the data's `groups` array, if any)")
+    p.add_argument("--max-group-gap", type=float, metavar="X",
+                   help="largest acceptable gap of a test metric between groups; the model card warns beyond it")
     p.add_argument("--strategy", choices=["auto", "one", "mirrored", "multiworker"],
                    help="tf.distribute strategy (default auto: multiworker when TF_CONFIG names several workers, "
                         "mirrored on several GPUs, else one)")
@@ -325,6 +363,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", metavar="ID", help="run trials for the chief oracle as worker ID")
     p.add_argument("--oracle", metavar="IP:PORT", help="the chief oracle (default: $KERASTUNER_ORACLE_IP/PORT)")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("curve", help="label-efficiency report: the recipe at several label budgets, transfer vs scratch")
+    p.add_argument("--plugin", required=True)
+    p.add_argument("--data", required=True, help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--out", required=True, help="report directory; re-running the same command resumes it")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1, 0.25, 1.0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="each seed draws its own stratified subsample at every budget")
+    p.add_argument("--baseline", default="scratch", choices=["scratch", "none"])
+    p.add_argument("--backbone")
+    p.add_argument("--weights", default="imagenet")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--scratch-backbone", help="default: the same backbone, randomly initialised")
+    p.add_argument("--scratch-input-size", type=int)
+    p.add_argument("--scratch-epochs", type=int, help="train the scratch model end to end for this many epochs "
+                                                      "(default: the plugin's schedule)")
+    p.add_argument("--scratch-lr", type=float, default=2e-3)
+    p.add_argument("--metric", help="test metric to plot (default: ROC-AUC for binary, accuracy for multiclass)")
+    p.add_argument("--max-samples-seen", type=int,
+                   help="compute budget per run: each schedule's epochs shrink so training sees at most this many "
+                        "samples (the same rule for every condition)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
+    p.add_argument("--runs-dir", help="where the individual runs go (default OUT/runs)")
+    p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("evaluate", help="re-evaluate a run directory")
     p.add_argument("run_dir")
@@ -379,6 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("explain", help="Grad-CAM heat maps of a run's predictions (anomaly runs: their anomaly maps)")
+    p.add_argument("run_dir")
+    p.add_argument("--images", help=".npz (images or SPLIT_images), or a folder of image files (default: the run's data)")
+    p.add_argument("--split", default="test", help="split of the run's data (or of an .npz) to take images from")
+    p.add_argument("-n", type=int, default=8, help="how many images (the first n; default 8)")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/explanations)")
+    p.add_argument("--class-index", type=int, help="the class to explain (default: the predicted class)")
+    p.add_argument("--layer", help="backbone layer of the feature map (default: the last spatial layer group's)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("demo", help="adapt a pretrained backbone on a generated data set (no download)")
     p.add_argument("--out", default="runs/demo")

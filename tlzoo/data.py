@@ -23,9 +23,16 @@ SPLITS = ("train", "val", "test")
 class Split:
     x: np.ndarray
     y: np.ndarray
+    groups: np.ndarray | None = None  # one group value per sample (site, device, ...): subgroup metrics
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)  # other per-sample arrays, e.g. filenames
 
     def __len__(self) -> int:
         return int(len(self.y))
+
+    def take(self, idx: np.ndarray) -> "Split":
+        """The samples at ``idx``; every per-sample array is indexed alike, so groups stay aligned."""
+        return Split(self.x[idx], self.y[idx], None if self.groups is None else self.groups[idx],
+                     {k: v[idx] for k, v in self.attributes.items()})
 
 
 @dataclass
@@ -36,16 +43,18 @@ class DataSplits:
     class_names: list[str]
     source: str
     notes: list[str] = field(default_factory=list)  # how the splits were made
+    group_by: str | None = None  # the attribute the splits' ``groups`` hold (tlzoo.groups)
 
     def split(self, name: str) -> Split:
         return getattr(self, name)
 
     def fingerprint(self) -> str:
-        """sha256 over every array of every split: identifies the exact data a run saw."""
+        """sha256 over every array of every split (groups too, when there are any): identifies the
+        exact data a run saw."""
         digest = hashlib.sha256()
         for name in SPLITS:
             s = self.split(name)
-            for arr in (s.x, s.y):
+            for arr in (s.x, s.y) if s.groups is None else (s.x, s.y, s.groups):
                 arr = np.ascontiguousarray(arr)
                 digest.update(f"{name}{arr.dtype}{arr.shape}".encode())
                 digest.update(arr.tobytes())
@@ -57,6 +66,11 @@ class DataSplits:
             s = self.split(name)
             counts = np.bincount(s.y.astype(int).ravel(), minlength=len(self.class_names)) if s.y.ndim == 1 else s.y.sum(0)
             out[name] = {"n": len(s), "per_class": [int(c) for c in counts], "shape": list(s.x.shape[1:])}
+            if s.groups is not None:
+                values, n = np.unique(s.groups, return_counts=True)
+                out[name]["groups"] = {str(v): int(c) for v, c in zip(values, n)}
+        if self.group_by:
+            out["group_by"] = self.group_by
         return out
 
 
@@ -109,15 +123,15 @@ def subsample_labels(
             k = min(per_class, len(idx))
         keep.append(idx[:k])
     sel = np.sort(np.concatenate(keep))
-    return Split(split.x[sel], split.y[sel])
+    return split.take(sel)
 
 
 def _split_arrays(
-    x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float, test_fraction: float
+    full: Split, seed: int, val_fraction: float, test_fraction: float
 ) -> tuple[Split, Split, Split]:
-    strat = y if y.ndim == 1 else y.argmax(-1)
+    strat = full.y if full.y.ndim == 1 else full.y.argmax(-1)
     train, val, test = stratified_split(strat, [val_fraction, test_fraction], seed)
-    return Split(x[train], y[train]), Split(x[val], y[val]), Split(x[test], y[test])
+    return full.take(train), full.take(val), full.take(test)
 
 
 # ---------------------------------------------------------------- readers
@@ -144,11 +158,24 @@ def _as_labels(y: np.ndarray, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _per_sample(arrays: dict[str, np.ndarray], prefix: str, n: int, where: str) -> dict[str, Any]:
+    """``groups`` and the other 1-D arrays with one value per sample stored as ``{prefix}NAME``."""
+    groups = arrays.get(f"{prefix}groups")
+    if groups is not None and (groups.ndim != 1 or len(groups) != n):
+        raise DataError(f"{where}: {prefix}groups has shape {groups.shape}; it needs one value per sample ({n},)")
+    attributes = {k[len(prefix):]: v for k, v in arrays.items()
+                  if k.startswith(prefix) and k[len(prefix):] not in ("images", "labels", "groups", "class_names")
+                  and v.ndim == 1 and len(v) == n}
+    return {"groups": groups, "attributes": attributes}
+
+
 def read_npz(
     path: str | os.PathLike[str], *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
 ) -> DataSplits:
     """MedMNIST layout (``train_images``, ``train_labels``, ``val_*``, ``test_*``) or
-    ``images`` / ``labels`` (split here, stratified and seeded). Optional ``class_names``."""
+    ``images`` / ``labels`` (split here, stratified and seeded). Optional ``class_names``, and
+    ``groups`` (or ``train_groups`` ...) with a group attribute per sample; other 1-D per-sample
+    arrays (``filenames``, ``site`` ...) travel with the samples as ``Split.attributes``."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -162,11 +189,11 @@ def read_npz(
         split = {}
         for s in SPLITS:
             if f"{s}_images" in arrays:
-                split[s] = Split(_as_images(arrays[f"{s}_images"], f"{path}:{s}_images"),
-                                 _as_labels(arrays[f"{s}_labels"], f"{path}:{s}_labels"))
+                y = _as_labels(arrays[f"{s}_labels"], f"{path}:{s}_labels")
+                split[s] = Split(_as_images(arrays[f"{s}_images"], f"{path}:{s}_images"), y,
+                                 **_per_sample(arrays, f"{s}_", len(y), str(path)))
         if "val" not in split:
-            tr = split["train"]
-            train, val, _ = _split_arrays(tr.x, tr.y, seed, val_fraction, 0.0)
+            train, val, _ = _split_arrays(split["train"], seed, val_fraction, 0.0)
             split["train"], split["val"] = train, val
             notes.append(f"val split: {val_fraction:.0%} of train, stratified, seed {seed}")
         else:
@@ -177,7 +204,8 @@ def read_npz(
         y = _as_labels(arrays["labels"], f"{path}:labels")
         if len(x) != len(y):
             raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
-        train, val, test = _split_arrays(x, y, seed, val_fraction, test_fraction)
+        train, val, test = _split_arrays(Split(x, y, **_per_sample(arrays, "", len(y), str(path))), seed,
+                                         val_fraction, test_fraction)
         notes.append(f"split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%}, stratified, seed {seed}")
     else:
         raise DataError(
@@ -185,7 +213,8 @@ def read_npz(
             f"layout) or images/labels, found {sorted(arrays)}"
         )
     names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else []
-    return DataSplits(train, val, test, names, str(path), notes)
+    has_groups = any(s.groups is not None for s in (train, val, test))
+    return DataSplits(train, val, test, names, str(path), notes, group_by="groups" if has_groups else None)
 
 
 def _load_image(path: Path) -> np.ndarray:
@@ -233,11 +262,11 @@ def read_folder(
             val = Split(*_read_class_folders(root / "val", names)[:2])
             notes = ["train/val/test folders"]
         else:
-            train, val, _ = _split_arrays(x, y, seed, val_fraction, 0.0)
+            train, val, _ = _split_arrays(train, seed, val_fraction, 0.0)
             notes = [f"val split: {val_fraction:.0%} of train, stratified, seed {seed}"]
         return DataSplits(train, val, test, names, str(root), notes)
     x, y, names = _read_class_folders(root)
-    train, val, test = _split_arrays(x, y, seed, val_fraction, test_fraction)
+    train, val, test = _split_arrays(Split(x, y), seed, val_fraction, test_fraction)
     return DataSplits(train, val, test, names, str(root),
                       [f"split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%}, stratified, seed {seed}"])
 
@@ -287,10 +316,10 @@ def read_tfds(
             train, val = full, load(val_name)
             notes.append("TFDS train/validation/test splits")
         else:
-            train, val, _ = _split_arrays(full.x, full.y, seed, val_fraction, 0.0)
+            train, val, _ = _split_arrays(full, seed, val_fraction, 0.0)
             notes.append(f"TFDS train/test; val {val_fraction:.0%} of train, stratified, seed {seed}")
     else:
-        train, val, test = _split_arrays(full.x, full.y, seed, val_fraction, test_fraction)
+        train, val, test = _split_arrays(full, seed, val_fraction, test_fraction)
         notes.append(f"TFDS train split divided, stratified, seed {seed}")
     return DataSplits(train, val, test, names, f"tfds:{name}", notes)
 

@@ -13,6 +13,7 @@ nested ``training=False``; a BN layer stays in inference mode only while its own
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -83,6 +84,23 @@ class FreezeSchedule:
             return getattr(cls, kind)(**params)
         except TypeError as exc:
             raise ConfigError(f"bad parameters for schedule {kind!r}: {exc}") from None
+
+    def within_budget(self, n_train: int, max_samples_seen: int | None) -> "FreezeSchedule":
+        """This schedule with every stage's epochs scaled down (each kept >= 1) so that training sees
+        about ``max_samples_seen`` samples at most: a fixed compute budget, as when comparing label
+        budgets (more data, fewer epochs). Unchanged when already within it or without a budget."""
+        if max_samples_seen is None:
+            return self
+        if max_samples_seen < 1:
+            raise ConfigError(f"max_samples_seen must be >= 1, got {max_samples_seen}")
+        factor = max_samples_seen / max(1, n_train * self.total_epochs)
+        if factor >= 1:
+            return self
+        stages = []
+        for s in self.stages:
+            epochs = max(1, round(s.epochs * factor)) if s.epochs else 0
+            stages.append(dataclasses.replace(s, epochs=epochs, warmup_epochs=min(s.warmup_epochs, epochs - 1)))
+        return FreezeSchedule(stages)
 
     @classmethod
     def feature_extraction(cls, epochs: int = 10, lr: float = 1e-3, patience: int | None = None) -> "FreezeSchedule":

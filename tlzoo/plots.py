@@ -1,6 +1,7 @@
-"""PNG figures written next to the numbers: learning curves, confusion matrix, ROC."""
+"""PNG figures written next to the numbers: learning curves, confusion matrix, ROC, heat-map overlays."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -88,4 +89,31 @@ def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], task: 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def overlay_grid(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], titles: Sequence[str], path: Path,
+                 vmin: float | None = None, vmax: float | None = None, *, label: str = "patch distance",
+                 per_row: int = 4) -> None:
+    """Each image beside itself overlaid with its heat map (an anomaly map, a Grad-CAM map), up to
+    ``per_row`` pairs a row, one shared colour scale. Maps have the images' height and width."""
+    n = len(images)
+    cols = max(1, min(n, per_row))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(4.4 * cols, 2.4 * rows + 0.2), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    layer = None
+    for j, (im, amap, title) in enumerate(zip(images, maps, titles)):
+        r, c = divmod(j, cols)
+        im = np.asarray(im)
+        shown = im[..., 0] if im.shape[-1] == 1 else im
+        cmap = "gray" if im.shape[-1] == 1 else None
+        axes[r, 2 * c].imshow(shown, cmap=cmap)
+        axes[r, 2 * c].set_title(title, fontsize=7, loc="left")
+        axes[r, 2 * c + 1].imshow(shown, cmap=cmap)
+        layer = axes[r, 2 * c + 1].imshow(amap, cmap="jet", alpha=0.45, vmin=vmin, vmax=vmax)
+    if layer is not None:
+        fig.colorbar(layer, ax=axes.ravel().tolist(), shrink=0.8, label=label)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

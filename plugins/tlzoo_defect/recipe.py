@@ -16,13 +16,14 @@ import numpy as np
 from tlzoo import metrics as metrics_lib
 from tlzoo import plots
 from tlzoo._version import __version__
-from tlzoo.anomaly.patchcore import MAP_OUTPUT, SCORE_OUTPUT, PatchCore, PatchCoreConfig, false_alarm_threshold
+from tlzoo.anomaly.patchcore import (MAP_OUTPUT, SCORE_OUTPUT, PatchCore, PatchCoreConfig, false_alarm_threshold,
+                                    map_display_range)
 from tlzoo.backbones import get_backbone_spec, layer_groups
 from tlzoo.errors import ConfigError
 from tlzoo.rundir import atomic_dir, check_target, write_json, write_yaml
 
 from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
-from tlzoo_defect.heatmaps import overlay_grid, score_histogram
+from tlzoo_defect.heatmaps import score_histogram
 
 REPORT = "report.md"
 
@@ -54,6 +55,8 @@ def run_anomaly(cfg: Any, plugin: Any) -> Any:
         raise ConfigError("anomaly mode uses no labels for fitting; label_fraction / labels_per_class do not apply")
     if cfg.schedule:
         raise ConfigError("anomaly mode trains no weights; a freeze schedule does not apply")
+    if cfg.group_by is not None or cfg.max_group_gap is not None:
+        raise ConfigError("subgroup metrics (group_by / max_group_gap) are not available in anomaly mode yet")
     max_fa = float(o["max_false_alarm"])
     if not 0 < max_fa < 1:
         raise ConfigError(f"max_false_alarm must be in (0, 1), got {max_fa}")
@@ -156,15 +159,15 @@ def _heatmaps(run_dir: Path, data: Any, scores: np.ndarray, maps: np.ndarray, ty
     normals = np.flatnonzero(data.test.y == 0)
     picks += [int(normals[np.argmax(scores[normals])]), int(normals[np.argmin(scores[normals])])]
     picks = picks[:n]
-    vmax = float(np.percentile(maps[picks], 99.5))
+    vmin, vmax = map_display_range(maps[picks], threshold)
     titles = [f"{names[types[i]]}: score {scores[i]:.3g} {'FLAG' if scores[i] >= threshold else 'ok'}" for i in picks]
     files = []
     for i, title in zip(picks, titles):
         name = f"heatmaps/test_{i:04d}_{names[types[i]]}.png".replace(" ", "_")
-        overlay_grid([data.test.x[i]], [maps[i]], [title], run_dir / name, vmin=threshold * 0.5, vmax=max(vmax, threshold))
+        plots.overlay_grid([data.test.x[i]], [maps[i]], [title], run_dir / name, vmin=vmin, vmax=vmax)
         files.append(name)
-    overlay_grid([data.test.x[i] for i in picks], [maps[i] for i in picks], titles, run_dir / "heatmaps.png",
-                 vmin=threshold * 0.5, vmax=max(vmax, threshold))
+    plots.overlay_grid([data.test.x[i] for i in picks], [maps[i] for i in picks], titles, run_dir / "heatmaps.png",
+                       vmin=vmin, vmax=vmax)
     return ["heatmaps.png"] + files
 
 

@@ -192,4 +192,4 @@ def keep_positives(split: Split, k: int, seed: int) -> Split:
     if not 1 <= k <= len(pos):
         raise ConfigError(f"train_positives must be between 1 and the {len(pos)} training positives, got {k}")
     keep = np.sort(np.concatenate([np.flatnonzero(split.y != 1), np.random.default_rng(seed).permutation(pos)[:k]]))
-    return Split(split.x[keep], split.y[keep])
+    return split.take(keep)

@@ -208,6 +208,12 @@ def images_to_batch(images: Sequence[np.ndarray] | np.ndarray, where: str = "ima
     return np.stack(arrays), note
 
 
+def map_display_range(maps: np.ndarray, threshold: float) -> tuple[float, float]:
+    """One colour scale for anomaly-map overlays: from half the image threshold (background patches
+    stay dark) to the maps' 99.5th percentile, at least the threshold (so a flagged patch shows hot)."""
+    return threshold * 0.5, max(float(np.percentile(maps, 99.5)), threshold)
+
+
 # ---------------------------------------------------------------- the detector
 
 
@@ -366,4 +372,4 @@ class PatchCore:
 
 
 __all__ = ["PatchCore", "PatchCoreConfig", "ResolvedWeights", "feature_levels", "greedy_coreset",
-           "false_alarm_threshold", "images_to_batch"]
+           "false_alarm_threshold", "images_to_batch", "map_display_range"]
