@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,19 +56,25 @@ def run_condition(name: str, data: Path, root: Path, args: argparse.Namespace) -
     t0 = time.perf_counter()
     if name == "two-workers":
         ports = free_ports(2)
-        procs = []
+        procs, logs = [], [root / f"worker{i}.log" for i in range(2)]
         for i in range(2):
             tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                     "task": {"type": "worker", "index": i}})
             procs.append(subprocess.Popen(["taskset", "-c", str(i), *adapt_args(data, out, args, "multiworker")],
-                                          env={**env, "TF_CONFIG": tf_config}, stdout=subprocess.DEVNULL))
+                                          env={**env, "TF_CONFIG": tf_config}, stdout=logs[i].open("w"),
+                                          stderr=subprocess.STDOUT))
         codes = [p.wait() for p in procs]
+        # every worker prints a sha256 of its final weights: in sync, they are one
+        digests = [d for log in logs for d in re.findall(r"final weights sha256 ([0-9a-f]{64})", log.read_text())]
     else:
+        digests = []
         pin = ["taskset", "-c", "0"] if name == "one-1core" else []
         codes = [subprocess.call([*pin, *adapt_args(data, out, args, "one")], env=env, stdout=subprocess.DEVNULL)]
     if any(codes):
         raise SystemExit(f"{name}: exit codes {codes}")
     result = throughput(out) | {"wall_s": round(time.perf_counter() - t0, 1)}
+    if digests:
+        result |= {"worker_weight_digests": digests, "workers_identical": len(digests) == 2 == len(set(digests)) + 1}
     print(f"{name:12} {result['images_per_s']:7.1f} images/s  (epochs {result['epoch_seconds']} s, "
           f"test ROC-AUC {result['test_roc_auc']:.3f})", flush=True)
     return result
