@@ -219,6 +219,8 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
         check_input_shape(spec, (input_size, input_size, spec.channels))
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.calibration not in calib.METHODS:
+        raise ConfigError(f"calibration must be one of {calib.METHODS}, got {cfg.calibration!r}")
     safe_backbone = "".join(c if c.isalnum() or c in "._-" else "_" for c in backbone_name)  # "hub:/path"
     out = Path(cfg.out or f"runs/{plugin.name}-{safe_backbone}-{time.strftime('%Y%m%d-%H%M%S')}")
     dist = select_strategy(cfg.strategy)
@@ -348,8 +350,6 @@ def _evaluate_and_report(
     p_val = predict(model, data.val.x, cfg.batch_size)
     p_test = predict(model, data.test.x, cfg.batch_size)
     calibration = None
-    if cfg.calibration not in calib.METHODS:
-        raise ConfigError(f"calibration must be one of {calib.METHODS}, got {cfg.calibration!r}")
     if cfg.calibration != "none" and plugin.task in ("binary", "multiclass"):
         temperature, calibration = calib.calibration_report(data.val.y, p_val, data.test.y, p_test, plugin.task,
                                                             cfg.calibration)

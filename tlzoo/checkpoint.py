@@ -7,7 +7,6 @@ commit point, so a kill at any moment leaves the previous complete checkpoint in
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import keras
 import numpy as np
 
 from tlzoo.errors import ConfigError
+from tlzoo.rundir import write_text_atomic
 
 STATE_FILE = "state.json"
 
@@ -40,9 +40,8 @@ class EpochCheckpoint:
         np.savez(self.dir / f"{tag}.optimizer.npz", *[np.asarray(v) for v in optimizer.variables])
         if best_weights is not None and best_weights.is_file():
             shutil.copyfile(best_weights, self.dir / f"{tag}.best.weights.h5")
-        tmp = self.dir / f".{STATE_FILE}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps({"stage": stage, "epoch": epoch, "tag": tag, "state": state}, default=float))
-        os.replace(tmp, self.dir / STATE_FILE)  # commit
+        write_text_atomic(self.dir / STATE_FILE,  # commit
+                          json.dumps({"stage": stage, "epoch": epoch, "tag": tag, "state": state}, default=float))
         for old in self.dir.glob("epoch-*"):
             if not old.name.startswith(f"{tag}."):
                 old.unlink(missing_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tlzoo.errors import ConfigError
+from tlzoo.rundir import read_yaml, write_text_atomic
 
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 HEADLINE = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_roc_auc"}
@@ -84,8 +84,6 @@ def _one_run(cfg: CurveConfig, condition: str, fields: dict[str, Any], fraction:
                           max_samples_seen=cfg.max_samples_seen, plugin_options=dict(cfg.plugin_options),
                           verbose=0, overwrite=run_dir.exists(),  # a run killed half-way left no metrics
                           **fields))
-    from tlzoo.rundir import read_yaml
-
     metrics = json.loads(metrics_path.read_text())
     config = read_yaml(run_dir / "config.yaml")
     return {"condition": condition, "fraction": fraction, "seed": seed, "n_train": metrics["n_train"],
@@ -139,12 +137,12 @@ def _write(out: Path, cfg: CurveConfig, runs: list[dict[str, Any]], metric: str,
     summary = summarise(runs, metric)
     doc = {"config": dataclasses.asdict(cfg), "complete": len(runs) == planned, "runs": runs, **summary,
            "answer_text": _answer_line(summary)}
-    _atomic_text(out / "curve.json", json.dumps(doc, indent=2, default=str) + "\n")
+    write_text_atomic(out / "curve.json", json.dumps(doc, indent=2, default=str) + "\n")
     lines = ["condition,fraction,n_labels,seeds,mean,min,max,std,wall_time_s_mean"]
     for cond, rows in summary["table"].items():
         lines += [f"{cond},{r['fraction']:g},{r['n_labels']},{len(r['seeds'])},{r['mean']:.4f},{r['min']:.4f},"
                   f"{r['max']:.4f},{r['std']:.4f},{r['wall_time_s_mean']:.1f}" for r in rows]
-    _atomic_text(out / "curve.csv", "\n".join(lines) + "\n")
+    write_text_atomic(out / "curve.csv", "\n".join(lines) + "\n")
     md = [f"# Label efficiency: `{cfg.plugin}` on `{Path(cfg.data).name}`", "",
           f"Test {metric} (mean over seeds, min-max), the plugin's recipe at each label budget"
           + (f", at most {cfg.max_samples_seen:,} samples seen per run" if cfg.max_samples_seen else "") + ".", "",
@@ -152,15 +150,9 @@ def _write(out: Path, cfg: CurveConfig, runs: list[dict[str, Any]], metric: str,
     md += [f"| {cond} | {r['n_labels']} | {r['fraction']:g} | {len(r['seeds'])} | {r['mean']:.4f} | "
            f"{r['min']:.4f}-{r['max']:.4f} | {r['std']:.4f} |" for cond, rows in summary["table"].items() for r in rows]
     md += ["", "**Answer:** " + doc["answer_text"] + ".", "", "![curve](curve.png)", ""]
-    _atomic_text(out / "curve.md", "\n".join(md))
+    write_text_atomic(out / "curve.md", "\n".join(md))
     plot_curve(summary, out / "curve.png", title=f"{cfg.plugin}: test {metric} against labels")
     return doc
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def plot_curve(summary: dict[str, Any], path: Path, title: str = "") -> None:

@@ -43,8 +43,9 @@ def threshold_for_cost(y_true: np.ndarray, probs: np.ndarray, cost_ratio: float)
         raise ConfigError(f"a cost ratio (false negative : false positive) must be > 0, got {cost_ratio}")
     y, p = y_true.reshape(-1).astype(int), probs.reshape(-1)
     candidates = np.unique(np.concatenate([p, [1.0]]))
-    fn = np.array([np.sum((p < t) & (y == 1)) for t in candidates])
-    fp = np.array([np.sum((p >= t) & (y == 0)) for t in candidates])
+    pos, neg = np.sort(p[y == 1]), np.sort(p[y == 0])
+    fn = np.searchsorted(pos, candidates, side="left")  # positives scoring below each candidate
+    fp = len(neg) - np.searchsorted(neg, candidates, side="left")  # negatives at or above it
     return float(candidates[int(np.argmin(cost_ratio * fn + fp))])
 
 

@@ -55,6 +55,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it over ``path``: readers see the old file
+    or the new one, never half of one (for files rewritten while a long job runs)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(_plain(data), indent=2, allow_nan=True) + "\n")
 

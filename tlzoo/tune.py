@@ -39,6 +39,7 @@ from tlzoo.features import FeatureCache, feature_key
 from tlzoo.freeze import Stage, make_optimizer, stage_learning_rate
 from tlzoo.model import backbone_features
 from tlzoo.plugin import DomainPlugin, get_plugin
+from tlzoo.rundir import write_text_atomic
 from tlzoo.rundir import read_yaml, write_json
 from tlzoo import tune_report
 from tlzoo.tune_report import TuneResult
@@ -359,9 +360,7 @@ def _claim_directory(out: Path, search: dict[str, Any], *, overwrite: bool, role
                               f"or pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(plain, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(plain, indent=2, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------- one trial
