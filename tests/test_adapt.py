@@ -47,6 +47,29 @@ def test_adapt_writes_a_complete_run_directory(scans_npz, tmp_path):
     assert again["roc_auc"] == pytest.approx(test["roc_auc"], abs=1e-6)
 
 
+def test_random_init_backbone_trains_its_batchnorm_and_a_pretrained_one_keeps_it(scans_npz, tmp_path, weights_dir):
+    from tlzoo.adapt import load_model
+    from tlzoo.model import find_backbone
+
+    def moving_means(run_dir):
+        backbone = find_backbone(load_model(run_dir / "model.keras"))
+        return {l.name: np.asarray(l.moving_mean) for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)}
+
+    one_stage = {"stages": [{"name": "all", "epochs": 1, "trainable": "all", "learning_rate": 1e-3}]}
+    scratch = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "scratch"), schedule=one_stage))
+    # random init: nothing pretrained to keep, so BN layers learn (frozen they would stay mean 0 / variance 1)
+    assert all(s["train_batchnorm"] for s in scratch.config["schedule"]["stages"])
+    assert any(np.abs(m).max() > 1e-3 for m in moving_means(scratch.run_dir).values())
+    pretrained = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "pre"), weights="imagenet", schedule=one_stage))
+    assert not any(s["train_batchnorm"] for s in pretrained.config["schedule"]["stages"])
+    from tlzoo.backbones import create_backbone
+
+    reference = {l.name: np.asarray(l.moving_mean) for l in create_backbone("mobilenet_025", "imagenet", (32, 32, 3)).layers
+                 if isinstance(l, keras.layers.BatchNormalization)}
+    after = moving_means(pretrained.run_dir)
+    assert after.keys() == reference.keys() and all(np.array_equal(after[k], reference[k]) for k in after)
+
+
 def test_label_subsampling_is_recorded(scans_npz, tmp_path):
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "r"), labels_per_class=10))
     assert result.metrics["n_train"] == 20

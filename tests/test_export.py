@@ -63,7 +63,7 @@ def test_every_format_matches_keras(exported, run_dir):
     out = exported.out
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {"model.onnx", "model.tflite", "model_int8.tflite", "saved_model/saved_model.pb", "export.json",
-            "model_card.json", "model_card.md", "manifest.json", E.SAMPLE_INPUTS, E.SAMPLE_PROBS} <= names
+            "model_card.json", "model_card.md", "manifest.json", E.SAMPLE_INPUTS, E.SAMPLE_OUTPUTS} <= names
     for fmt in ("savedmodel", "onnx", "tflite"):
         s = exported.parity[fmt]
         assert s["passed"] and s["max_abs_diff"] <= 1e-4 and s["agreement"] == 1.0, (fmt, s)
@@ -98,7 +98,7 @@ def test_every_format_matches_keras(exported, run_dir):
 
 def test_runners_agree_on_the_stored_samples(exported):
     x = np.load(exported.out / E.SAMPLE_INPUTS)
-    ref = np.load(exported.out / E.SAMPLE_PROBS)
+    ref = np.load(exported.out / E.SAMPLE_OUTPUTS)["probabilities"]
     assert x.dtype == np.uint8 and x.shape == (16, 32, 32, 1)
     for fmt in ("savedmodel", "onnx", "tflite"):
         out = E.load_export(exported.out, fmt)(x)
@@ -132,7 +132,7 @@ sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
 import numpy as np, tensorflow as tf
 root = {str(exported.out)!r}
 x = np.load(root + "/{E.SAMPLE_INPUTS}")
-ref = np.load(root + "/{E.SAMPLE_PROBS}")
+ref = np.load(root + "/{E.SAMPLE_OUTPUTS}")["probabilities"]
 serve = tf.saved_model.load(root + "/saved_model").signatures["serving_default"]
 out = serve(image=tf.constant(x))
 assert out["probabilities"].dtype == tf.float32 and out["label"].dtype == tf.int64

@@ -24,9 +24,13 @@ from tlzoo.explain import ExplainResult  # noqa: E402
 from tlzoo.explain import explain  # noqa: E402  (the function, as with export below)
 from tlzoo.export import ExportFormat, ExportResult, load_export, verify  # noqa: E402
 from tlzoo.export import export  # noqa: E402  (the function; the module stays importable as `from tlzoo.export import ...`)
+from tlzoo.forgetting import DriftMonitor, linear_cka  # noqa: E402
 from tlzoo.freeze import FreezeSchedule, Stage  # noqa: E402
+from tlzoo.multitask import TaskSpec  # noqa: E402
 from tlzoo.plugin import DomainPlugin, get_plugin, list_plugins, register_plugin  # noqa: E402
 from tlzoo.pretrain import PretrainConfig, PretrainResult, pretrain  # noqa: E402
+from tlzoo.rank import RankResult  # noqa: E402
+from tlzoo.rank import rank  # noqa: E402  (the function; the module stays importable as `from tlzoo.rank import ...`)
 from tlzoo.tune import TuneConfig, TuneResult, tune  # noqa: E402
 
 from tlzoo._version import __version__  # noqa: E402,F401
@@ -36,6 +40,7 @@ __all__ = [
     "BackboneSpec",
     "CurveConfig",
     "DomainPlugin",
+    "DriftMonitor",
     "ExplainResult",
     "ExportFormat",
     "ExportResult",
@@ -43,6 +48,7 @@ __all__ = [
     "HubLayer",
     "RunResult",
     "Stage",
+    "TaskSpec",
     "TlzooError",
     "TuneConfig",
     "TuneResult",
@@ -56,6 +62,7 @@ __all__ = [
     "get_plugin",
     "keras_to_hub_savedmodel",
     "label_curve",
+    "linear_cka",
     "list_backbones",
     "list_plugins",
     "load_export",
@@ -63,6 +70,8 @@ __all__ = [
     "pretrain",
     "PretrainConfig",
     "PretrainResult",
+    "RankResult",
+    "rank",
     "register_backbone",
     "register_plugin",
     "tune",

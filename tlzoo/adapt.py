@@ -18,6 +18,8 @@ import keras
 import numpy as np
 
 from tlzoo import calibration as calib
+from tlzoo import forgetting as forgetting_lib
+from tlzoo import domain as domain_lib
 from tlzoo import plots, subgroups
 from tlzoo._version import __version__
 from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups
@@ -29,6 +31,7 @@ from tlzoo.freeze import FreezeSchedule, Stage, apply_stage, make_optimizer, sta
 from tlzoo.groups import assign_groups
 from tlzoo.licences import RANDOM_INIT, licence_gate
 from tlzoo.model import build_model, inference_model
+from tlzoo.multitask import MultiTask, is_multitask
 from tlzoo.plugin import DomainPlugin, get_plugin
 from tlzoo.rundir import atomic_dir, check_target, read_yaml, write_json, write_yaml
 
@@ -64,6 +67,21 @@ class AdaptConfig:
     max_samples_seen: int | None = None  # a compute budget: the schedule's epochs shrink to fit it
     group_by: str | None = None  # subgroup metrics by: the data's `groups` (None), an .npz key, or "brightness"
     max_group_gap: float | None = None  # largest acceptable metric gap between groups; beyond it the card warns
+    # forgetting control (tlzoo.forgetting): backbone drift (CKA) and source-task agreement per epoch
+    forgetting: bool = False
+    forgetting_reference: int = 64  # reference training images (a seeded choice)
+    max_drift: float | None = None  # bound on max over layer groups of 1 - CKA
+    on_drift: str = "stop"  # stop | lower_lr: what passing max_drift does
+    tasks: list[dict[str, Any]] | None = None  # multi-task heads (tlzoo.multitask.TaskSpec entries)
+    # domain adaptation / source regularisation / hybrid data (tlzoo.domain)
+    domain_adaptation: str | None = None  # coral | dann, with unlabelled target images
+    target_data: str | None = None  # unlabelled target images: .npz with `images`, or a folder
+    da_weight: float = 1.0  # weight of the CORAL / DANN domain loss
+    l2sp: float | None = None  # L2-SP alpha: pull the backbone toward its pretrained weights
+    l2sp_beta: float = 0.0  # L2-SP beta: plain L2 on the head
+    hybrid_source: str | None = None  # labelled source-domain data mixed into the (target) training batches
+    hybrid_ratio: float | None = None  # share of source samples per batch (default 0.5)
+    hybrid_ratio_end: float | None = None  # annealed linearly to this over the stages
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AdaptConfig":
@@ -172,13 +190,27 @@ def _licences(cfg: AdaptConfig, spec: Any) -> dict[str, Any]:
     return licence_gate(cfg.intended_use, weights_licence, cfg.data_licence)
 
 
+def run_plugin(cfg: AdaptConfig | dict[str, Any]) -> Any:
+    """The plugin a run trains with: the registered plugin with its options, wrapped in
+    ``MultiTask`` when the run has several tasks."""
+    cfg = cfg if isinstance(cfg, AdaptConfig) else AdaptConfig.from_dict(cfg)
+    plugin = get_plugin(cfg.plugin, **(cfg.plugin_options or {}))
+    if cfg.tasks:
+        if cfg.group_by is not None:
+            raise ConfigError("subgroup metrics (group_by) are per single task; not available with multi-task heads")
+        return MultiTask(plugin, cfg.tasks)
+    return plugin
+
+
 def prepare_data(cfg: AdaptConfig, plugin: DomainPlugin) -> tuple[DataSplits, int]:
     data = plugin.read_data(cfg.data, seed=cfg.seed)
     plugin.check_data(data)
     data = assign_groups(data, cfg.group_by, task=plugin.task, max_gap=cfg.max_group_gap)  # before subsampling
     num_classes = plugin.num_classes(data)
     full_train = len(data.train)
-    data.train = subsample_labels(data.train, fraction=cfg.label_fraction, per_class=cfg.labels_per_class, seed=cfg.seed)
+    strata = plugin.strata(data.train.y) if is_multitask(plugin) else None
+    data.train = subsample_labels(data.train, fraction=cfg.label_fraction, per_class=cfg.labels_per_class, seed=cfg.seed,
+                                  strata=strata)
     if len(data.train) != full_train:
         data.notes.append(f"train labels subsampled: {len(data.train)} of {full_train} (stratified, seed {cfg.seed})")
         plugin.check_data(data)
@@ -203,10 +235,12 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     t_start, started_at = time.perf_counter(), _now()
 
     # Everything that can be checked before any long computation is checked here.
-    plugin = get_plugin(cfg.plugin, **cfg.plugin_options)
+    plugin = run_plugin(cfg)
     # The licence gate comes first, for every recipe: nothing runs on weights the use forbids.
     licences = _licences(cfg, get_backbone_spec(cfg.backbone or plugin.default_backbone))
+    domain_lib.check_config(cfg, plugin)
     recipe = plugin.custom_recipe()
+    forgetting_lib.check_config(cfg, custom_recipe=recipe is not None)
     if recipe is not None:  # the plugin's own recipe (no gradient training) writes the run
         return recipe(cfg)
     backbone_name = cfg.backbone or plugin.default_backbone
@@ -225,6 +259,10 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     out = Path(cfg.out or f"runs/{plugin.name}-{safe_backbone}-{time.strftime('%Y%m%d-%H%M%S')}")
     dist = select_strategy(cfg.strategy)
     dist.check_batch(cfg.batch_size)
+    forgetting_lib.check_config(cfg, strategy_kind=dist.kind)
+    if is_multitask(plugin) and not dist.uses_fit:
+        raise ConfigError("multi-task heads train with Model.fit; the multiworker strategy's custom loop does not "
+                          "support them yet: use --strategy one or mirrored")
     if dist.kind == "multiworker":  # fault tolerance: a restarted cluster resumes from here
         checkpoint_dir = checkpoint_dir or f"{out}.backup"
     run_dir, out = out, (out if dist.is_chief else Path(tempfile.mkdtemp(prefix="tlzoo-worker-")) / "run")
@@ -232,6 +270,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     if cfg.schedule:
         FreezeSchedule.from_dict(cfg.schedule)  # validates early
     data, num_classes = prepare_data(cfg, plugin)
+    da = domain_lib.plan(cfg, plugin, data, strategy_kind=dist.kind, augment=_augmenter(plugin))  # None: plain
     # options a plugin filled in from the data (e.g. its feature columns) travel with the run, so
     # evaluate and export read new data the same way (and stop if a column is missing)
     defaults = plugin.all_default_options()
@@ -250,12 +289,16 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
         )
         groups = layer_groups(backbone, spec)
         schedule = _resolve_schedule(cfg, plugin, len(groups)).within_budget(len(data.train), cfg.max_samples_seen)
+        if cfg.weights is None and spec.family != "tfhub":  # random init: BN layers learn their statistics
+            schedule = schedule.with_batchnorm_training()
         model = build_model(plugin, spec, backbone, data.train.x.shape[1:], input_size, num_classes)
+        fit_model = da.attach(model, backbone, schedule, len(data.train)) if da else model  # trains `model`
 
     class_weight = plugin.class_weights(data.train.y, num_classes)
+    targets = plugin.training_targets if is_multitask(plugin) else None  # one label array per task output
     train_ds = make_dataset(data.train, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
-                            augment=_augmenter(plugin))
-    val_ds = make_dataset(data.val, batch_size=cfg.batch_size, training=False)
+                            augment=_augmenter(plugin), label_fn=targets)
+    val_ds = make_dataset(data.val, batch_size=cfg.batch_size, training=False, label_fn=targets)
     steps = math.ceil(len(data.train) / cfg.batch_size)
     dist_data = None if dist.uses_fit else (dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds))
     monitor = "val_" + plugin.monitor
@@ -273,6 +316,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
             **({"lineage": spec.weights_info(cfg.weights).dataset} if spec.weights_info(str(cfg.weights)) else {})},
         "data": {**data.summary(), "fingerprint": data.fingerprint()},
         "class_weight": class_weight,
+        **({"adaptation_method": da.describe()} if da else {}),
         "environment": {"python": platform.python_version(), "keras": keras.__version__,
                         "tensorflow": _tf_version(), "tlzoo": __version__},
     }
@@ -283,14 +327,17 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
         weights_view = inference_model(model)
         ckpt = EpochCheckpoint(checkpoint_dir, weights_view) if checkpoint_dir else None
         resume = ckpt.record() if ckpt else None
+        drift = (forgetting_lib.monitor_for_run(cfg, model, backbone, groups, spec, data.train.x)  # pretrained state
+                 if cfg.forgetting else None)
         for i, stage in enumerate(schedule.stages, start=1):
             if stage.epochs == 0 or (resume and i < resume["stage"]):  # stages an interrupted run finished
                 continue
+            stage_ds, stage_steps = da.stage_data(i, data.train, train_ds) if da else (train_ds, steps)
             multipliers = apply_stage(backbone, groups, stage)
             with dist.scope():
-                optimizer = make_optimizer(plugin.options["optimizer"], stage_learning_rate(stage, steps), multipliers,
+                optimizer = make_optimizer(plugin.options["optimizer"], stage_learning_rate(stage, stage_steps), multipliers,
                                            **_optimizer_options(plugin))
-                model.compile(optimizer=optimizer, loss=plugin.loss(num_classes), metrics=plugin.metrics(num_classes))
+                fit_model.compile(optimizer=optimizer, loss=plugin.loss(num_classes), metrics=plugin.metrics(num_classes))
             n_train = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
             if cfg.verbose:
                 print(f"stage {i}/{len(schedule.stages)} {stage.name!r}: {stage.epochs} epochs, "
@@ -300,7 +347,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
             initial_epoch = 0
             if ckpt and resume and i == resume["stage"]:
                 with dist.scope():  # the optimizer's variables are created here
-                    initial_epoch = ckpt.restore(model, optimizer, state, tmp / BEST_WEIGHTS)
+                    initial_epoch = ckpt.restore(fit_model, optimizer, state, tmp / BEST_WEIGHTS)
                 if cfg.verbose:
                     print(f"resuming stage {i} from the checkpoint of its epoch {initial_epoch}", flush=True)
             callbacks: list[keras.callbacks.Callback] = [
@@ -310,18 +357,25 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
                 callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience, mode=plugin.monitor_mode))
             if ckpt and dist.is_chief:  # every worker holds the same values; the chief writes them
                 callbacks.append(ckpt.callback(i, optimizer, state, tmp / BEST_WEIGHTS))
+            if drift is not None:  # first, so its values reach the history row _Watch writes
+                drift.stage = stage.name
+                callbacks.insert(0, drift)
             if dist.uses_fit:
-                model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, initial_epoch=initial_epoch,
-                          class_weight=class_weight,
-                          callbacks=callbacks, shuffle=False, verbose=1 if cfg.verbose else 0)
+                fit_model.fit(stage_ds, validation_data=val_ds, epochs=stage.epochs, initial_epoch=initial_epoch,
+                              class_weight=class_weight,
+                              callbacks=callbacks, shuffle=False, verbose=1 if cfg.verbose else 0)
             else:  # Model.fit fails under MultiWorkerMirroredStrategy in Keras 3: same stage, custom step
                 with dist.scope():
                     loop = StageLoop(dist, model, optimizer, plugin.loss(num_classes), plugin.metrics(num_classes),
                                      class_weight)
                 loop.fit(dist_data[0], dist_data[1], stage.epochs, callbacks, initial_epoch=initial_epoch)
+            if drift is not None and drift.stopped:  # the drift bound ends the whole schedule
+                break
         if "best" not in state:
             raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
         weights_view.load_weights(tmp / BEST_WEIGHTS)
+        if drift is not None:
+            state["forgetting"] = drift.write(tmp, kept_epoch=state["best_epoch"])
         metrics, saved_model = _evaluate_and_report(tmp, weights_view, plugin, data, cfg, state, resolved)
         resolved["started_at"] = started_at
         resolved["finished_at"] = _now()
@@ -347,6 +401,14 @@ def _evaluate_and_report(
 ) -> tuple[dict[str, Any], keras.Model]:
     """Test and validation metrics at the chosen threshold, after calibration; the files beside them.
     Returns the metrics and the model to save (``model`` with its calibration layer, if any)."""
+    if is_multitask(plugin):
+        metrics, model, p_test_tasks = plugin.score(run_dir, model, data, cfg.calibration, cfg.batch_size)
+        metrics.update(best_epoch=state["best_epoch"], best_stage=state["best_stage"],
+                       monitor={"name": "val_" + plugin.monitor, "value": state["best"]}, n_train=len(data.train),
+                       **({"forgetting": state["forgetting"]} if "forgetting" in state else {}))
+        _write_history(run_dir, metrics, state["history"], plugin.curve_metrics)
+        np.savez_compressed(run_dir / "test_predictions.npz", y_true=data.test.y, **p_test_tasks)
+        return metrics, model
     p_val = predict(model, data.val.x, cfg.batch_size)
     p_test = predict(model, data.test.x, cfg.batch_size)
     calibration = None
@@ -371,6 +433,7 @@ def _evaluate_and_report(
         "calibration": calibration,
         "best_epoch": state["best_epoch"],
         "best_stage": state["best_stage"],
+        **({"forgetting": state["forgetting"]} if "forgetting" in state else {}),
         "monitor": {"name": "val_" + plugin.monitor, "value": state["best"]},
         "n_train": len(data.train),
         "class_names": data.class_names,
@@ -379,18 +442,23 @@ def _evaluate_and_report(
     if data.test.groups is not None:  # per-group metrics with bootstrap CIs, and subgroups.png
         metrics["subgroups"] = subgroups.write_report(run_dir, data, p_test, task=plugin.task, threshold=threshold,
                                                       max_gap=cfg.max_group_gap, seed=cfg.seed)
-    history = state["history"]
-    write_json(run_dir / METRICS_FILE, metrics)
-    write_json(run_dir / "history.json", history)
-    _write_history_csv(run_dir / "history.csv", history)
+    _write_history(run_dir, metrics, state["history"], plugin.monitor)
     np.savez_compressed(run_dir / "test_predictions.npz", y_true=data.test.y, probs=p_test)
-    plots.learning_curves(history, plugin.monitor, run_dir / "learning_curves.png")
     if "confusion_matrix" in test:
         plots.confusion_matrix(test["confusion_matrix"], data.class_names, run_dir / "confusion_matrix.png",
                                title=f"test, threshold {threshold:.3g}" if plugin.task == "binary" else "test")
     if plugin.task == "binary":
         plots.roc_curve(data.test.y, p_test.reshape(-1), run_dir / "roc_curve.png", title="test ROC")
     return metrics, model
+
+
+def _write_history(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]],
+                   monitor: str | list[str]) -> None:
+    """metrics.json, the per-epoch history (JSON and CSV) and the learning curves."""
+    write_json(run_dir / METRICS_FILE, metrics)
+    write_json(run_dir / "history.json", history)
+    _write_history_csv(run_dir / "history.csv", history)
+    plots.learning_curves(history, monitor, run_dir / "learning_curves.png")
 
 
 def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
@@ -423,7 +491,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     """Re-evaluate a run's model on its test split (or another source's), at the run's threshold."""
     config, model = load_run(run_dir)
     adapt_cfg = config["adapt"]
-    plugin = get_plugin(adapt_cfg["plugin"], **adapt_cfg.get("plugin_options", {}))
+    plugin = run_plugin(adapt_cfg)
     splits = plugin.read_data(data or adapt_cfg["data"], seed=adapt_cfg.get("seed", 0))
     plugin.check_data(splits)
     if split not in ("train", "val", "test"):
@@ -431,6 +499,9 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     s = splits.split(split)
     metrics_path = Path(run_dir) / METRICS_FILE
     saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if is_multitask(plugin):
+        thresholds = {name: float(m.get("threshold", 0.5)) for name, m in saved.get("test", {}).items()}
+        return plugin.evaluate(s.y, model.predict(s.x, batch_size=batch_size, verbose=0), threshold=thresholds)
     threshold = float(saved.get("test", {}).get("threshold", 0.5))
     return plugin.evaluate(s.y, predict(model, s.x, batch_size), threshold=threshold)
 

@@ -12,7 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tlzoo import subgroups
+from tlzoo import domain, subgroups
+from tlzoo.forgetting import markdown_lines as forgetting_lines
 from tlzoo.rundir import write_json
 
 CARD_SCHEMA = "tlzoo.model_card/1"
@@ -26,7 +27,7 @@ GENERIC_LIMITATIONS = (
 
 
 def _plugin_version(plugin: Any) -> dict[str, Any]:
-    cls = type(plugin)
+    cls = type(getattr(plugin, "plugin", plugin))  # a multi-task run: the plugin it wraps
     declared = getattr(cls, "version", None)
     top = cls.__module__.split(".")[0]
     dists = metadata.packages_distributions().get(top, [])
@@ -102,13 +103,24 @@ def _data(config: dict[str, Any], export_info: dict[str, Any]) -> dict[str, Any]
 
 def _test_metrics(export_info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     all_metrics = export_info.get("test_metrics") or {}
-    run = all_metrics.get("run", {})
+    run = _flat(all_metrics.get("run", {}))
     recomputed = {}
     for fmt, m in all_metrics.items():
         if fmt == "run":
             continue
-        recomputed[fmt] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        recomputed[fmt] = {k: v for k, v in _flat(m).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return run, recomputed
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Multi-task metrics ({task: {metric: value}}) as {"task/metric": value}; others unchanged."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict) and "n_labelled" in value:
+            out.update({f"{key}/{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], history: list[dict[str, Any]],
@@ -116,7 +128,6 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
     """The model card as a dict (``model_card.json``)."""
     adapt = config["adapt"]
     backbone = config.get("backbone") or {}
-    plugin_cls = type(plugin)
     run_metrics, recomputed = _test_metrics(export_info)
     trained = config.get("finished_at")  # recorded by adapt
     if trained is None and (Path(run_dir) / "metrics.json").exists():  # runs from before it was
@@ -138,9 +149,9 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
             "preprocessing_inside": "cast to float32, gray -> RGB where needed, resize to "
                                     f"{adapt.get('input_size')} px, {backbone.get('preprocess') or 'none'}",
         },
-        "intended_use": getattr(plugin_cls, "intended_use", "") or
-        f"{plugin_cls.describe().get('description') or plugin.name}: the task it was trained and tested on.",
-        "limitations": list(getattr(plugin_cls, "limitations", ()) or ()) + list(GENERIC_LIMITATIONS)
+        "intended_use": getattr(plugin, "intended_use", "") or
+        f"{plugin.describe().get('description') or plugin.name}: the task it was trained and tested on.",
+        "limitations": list(getattr(plugin, "limitations", ()) or ()) + list(GENERIC_LIMITATIONS)
         + [w for w in [subgroups.warning(metrics.get("subgroups"))] if w],
         "lineage": {
             "backbone": {"name": backbone.get("name"), "family": backbone.get("family"),
@@ -159,6 +170,8 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "test_metrics": run_metrics,
         "test_metrics_recomputed": recomputed,
         "subgroups": subgroups.card_section(metrics.get("subgroups")),
+        "forgetting": metrics.get("forgetting"),  # backbone drift / source agreement (tlzoo.forgetting)
+        "adaptation_method": config.get("adaptation_method"),  # L2-SP / CORAL / DANN / hybrid (tlzoo.domain)
         "calibration": {"decision": metrics.get("threshold_policy"), "threshold": contract["threshold"],
                         **(metrics.get("calibration") or {"method": "none"})},
         "parity": parity,
@@ -174,7 +187,13 @@ def _calibration_lines(cal: dict[str, Any] | None) -> list[str]:
     if not cal:
         return []
     lines = ["## Calibration and decision threshold", ""]
-    if cal.get("method") == "temperature":
+    if cal.get("per_task"):  # multi-task: one temperature per task
+        lines.append("Probabilities are temperature-scaled per task (fitted on the validation split; layers of the "
+                     "exported model).")
+        lines += ["", "| task | T | ECE test before | ECE test after |", "|---|---|---|---|"]
+        lines += [f"| {t} | {_fmt(r['temperature'])} | {_fmt(r['test']['ece_before'])} | {_fmt(r['test']['ece_after'])} |"
+                  for t, r in cal["per_task"].items()]
+    elif cal.get("method") == "temperature":
         lines.append(f"Probabilities are temperature-scaled (T = {cal['temperature']:.4f}, fitted on the validation "
                      "split; a layer of the exported model, so every format returns them).")
         lines += ["", "| split | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|"]
@@ -220,10 +239,10 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Input and outputs", "",
               f"- input `{i['name']}`: {i['dtype']} `{i['shape']}` (batch free), raw values as the data holds them",
               f"- inside the model: {m['preprocessing_inside']}",
-              f"- output `probabilities`: float32 `{m['outputs']['probabilities']['shape']}`",
-              f"- output `label`: int64, {m['outputs']['label']['rule']}"]
-    lines += [f"- output `{k}`: {v['dtype']} `{v['shape']}`" for k, v in m["outputs"].items()
-              if k not in ("probabilities", "label")] + [""]
+              ]
+    # probabilities per head (one per task for multi-task models), labels by their rule, other outputs
+    lines += [f"- output `{k}`: {v['dtype']}" + (f", {v['rule']}" if "rule" in v else f" `{v['shape']}`")
+              for k, v in m["outputs"].items()] + [""]
     lines += ["## Lineage", "",
               f"- backbone: `{lin['backbone']['name']}` ({lin['backbone']['family']}, "
               f"{_fmt(lin['backbone']['num_params'])} parameters), input {lin['backbone']['input_size']} px",
@@ -258,6 +277,8 @@ def render_markdown(card: dict[str, Any]) -> str:
             lines.append(f"| {key} | {_fmt(value)} | " + " | ".join(row) + " |")
     lines += ["", "(`run`: metrics.json of the run; the other columns recomputed at export from each format.)", ""]
     lines += subgroups.markdown_lines(card.get("subgroups"))
+    lines += forgetting_lines(card.get("forgetting"))
+    lines += domain.card_lines(card.get("adaptation_method"))
     lines += _calibration_lines(card.get("calibration"))
     lines += ["## Parity with the Keras model", "",
               "| format | max abs diff | mean abs diff | label agreement | bound | cases |", "|---|---|---|---|---|---|"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from tlzoo.errors import TlzooError
@@ -99,6 +100,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         "weights_sha256": args.weights_sha256, "strategy": args.strategy,
         "intended_use": args.intended_use, "data_licence": args.data_licence, "calibration": args.calibration,
         "group_by": args.group_by, "max_group_gap": args.max_group_gap,
+        "domain_adaptation": args.domain_adaptation, "target_data": args.target_data, "da_weight": args.da_weight,
+        "l2sp": args.l2sp, "l2sp_beta": args.l2sp_beta, "hybrid_source": args.hybrid_source,
+        "hybrid_ratio": args.hybrid_ratio, "hybrid_ratio_end": args.hybrid_ratio_end,
+        "forgetting": args.track_forgetting or None, "forgetting_reference": args.forgetting_reference,
+        "max_drift": args.max_drift, "on_drift": args.on_drift,
+        "tasks": _tasks_file(args.tasks) if args.tasks else None,
     }
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
@@ -118,6 +125,19 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks_file(path: str) -> list[dict[str, Any]]:
+    """A task list from a YAML / JSON file: a list, or a mapping with a ``tasks`` list."""
+    from tlzoo.rundir import read_yaml
+
+    if not Path(path).is_file():
+        raise TlzooError(f"--tasks {path!r}: no such file")
+    raw = read_yaml(Path(path))
+    tasks = raw.get("tasks") if isinstance(raw, dict) else raw
+    if not isinstance(tasks, list):
+        raise TlzooError(f"--tasks {path!r}: expected a list of tasks (or a `tasks:` list), got {type(raw).__name__}")
+    return tasks
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from tlzoo.tune import TuneConfig, load_space_file, tune
 
@@ -132,6 +152,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = tune(cfg)
     if result.best_config_path:
         print(f"search directory: {result.out}")
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from tlzoo.rank import rank
+
+    weights = None if args.weights in ("none", "None") else args.weights
+    result = rank(args.plugin, args.data, args.backbones, weights=weights,
+                  input_size=args.input_size, max_samples=args.max_samples or None, seed=args.seed,
+                  cache_dir=args.cache_dir, out=args.out, label_fraction=args.label_fraction,
+                  labels_per_class=args.labels_per_class, plugin_options=_options(args.option),
+                  verbose=0 if args.json else 1)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return 0
+    print(result.table())
+    if result.out:
+        print(f"written: {result.out / 'rank.json'}, {result.out / 'rank.png'}")
     return 0
 
 
@@ -159,6 +197,8 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
             print(f"  {key:18} {value:.4f}")
         elif isinstance(value, int):
             print(f"  {key:18} {value}")
+        elif isinstance(value, dict) and "n_labelled" in value:  # a multi-task run: one block per task
+            _print_metrics(value, f"  task {key}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -334,6 +374,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the data's `groups` array, if any)")
     p.add_argument("--max-group-gap", type=float, metavar="X",
                    help="largest acceptable gap of a test metric between groups; the model card warns beyond it")
+    p.add_argument("--domain-adaptation", choices=["coral", "dann"],
+                   help="align source and unlabelled target features: Deep CORAL or DANN (needs --target-data)")
+    p.add_argument("--target-data", metavar="PATH", help="unlabelled target images: .npz with `images`, or a folder")
+    p.add_argument("--da-weight", type=float, metavar="X", help="weight of the CORAL / domain loss (default 1)")
+    p.add_argument("--l2sp", type=float, metavar="ALPHA",
+                   help="L2-SP: penalty alpha/2 ||w - w_pretrained||^2 on the backbone (e.g. 0.01)")
+    p.add_argument("--l2sp-beta", type=float, metavar="BETA", help="L2-SP: beta/2 ||w||^2 on the head (default 0)")
+    p.add_argument("--hybrid-source", metavar="PATH",
+                   help="labelled source-domain data (same classes) mixed into every batch of --data")
+    p.add_argument("--hybrid-ratio", type=float, metavar="R", help="share of source samples per batch, 0..1 (default 0.5)")
+    p.add_argument("--hybrid-ratio-end", type=float, metavar="R2", help="anneal the ratio linearly to R2 over the stages")
+    p.add_argument("--tasks", metavar="FILE",
+                   help="multi-task heads: a YAML/JSON list of tasks (name, kind, labels, classes, loss_weight); "
+                        "see tlzoo.multitask")
+    p.add_argument("--track-forgetting", action="store_true",
+                   help="per epoch, backbone drift from its pretrained self (linear CKA per layer group on reference "
+                        "images) and source-task agreement: forgetting.json / forgetting.png in the run")
+    p.add_argument("--forgetting-reference", type=int, metavar="N", help="reference training images (default 64)")
+    p.add_argument("--max-drift", type=float, metavar="X",
+                   help="bound on the largest per-group drift (1 - CKA), e.g. 0.3; see --on-drift")
+    p.add_argument("--on-drift", choices=["stop", "lower_lr"],
+                   help="past --max-drift: stop training (keep the best weights, default) or halve the learning rate")
     p.add_argument("--strategy", choices=["auto", "one", "mirrored", "multiworker"],
                    help="tf.distribute strategy (default auto: multiworker when TF_CONFIG names several workers, "
                         "mirrored on several GPUs, else one)")
@@ -363,6 +425,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", metavar="ID", help="run trials for the chief oracle as worker ID")
     p.add_argument("--oracle", metavar="IP:PORT", help="the chief oracle (default: $KERASTUNER_ORACLE_IP/PORT)")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("rank", help="rank candidate backbones on your data before training (LogME, k-NN, linear probe)")
+    p.add_argument("--plugin", required=True)
+    p.add_argument("--data", required=True, help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--backbones", nargs="+", required=True, metavar="PATTERN",
+                   help="names or globs ('mobilenet*'); NAME@WEIGHTS picks other weights, NAME@none a random init")
+    p.add_argument("--weights", default="imagenet", help="weights of candidates without @WEIGHTS (default imagenet)")
+    p.add_argument("--input-size", type=int, help="default: the plugin's, else each backbone's")
+    p.add_argument("--max-samples", type=int, default=2000, help="cap on the train and the val split each (0: all)")
+    p.add_argument("--label-fraction", type=float)
+    p.add_argument("--labels-per-class", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="plugin option")
+    p.add_argument("--cache-dir", help="keep the frozen features here (the tuner's cache layout) for re-runs")
+    p.add_argument("--out", help="write rank.json and rank.png here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("curve", help="label-efficiency report: the recipe at several label budgets, transfer vs scratch")
     p.add_argument("--plugin", required=True)

@@ -64,7 +64,10 @@ class DataSplits:
         out: dict[str, Any] = {"source": self.source, "classes": self.class_names, "notes": self.notes}
         for name in SPLITS:
             s = self.split(name)
-            counts = np.bincount(s.y.astype(int).ravel(), minlength=len(self.class_names)) if s.y.ndim == 1 else s.y.sum(0)
+            if s.y.ndim == 1:
+                counts = np.bincount(s.y.astype(int).ravel(), minlength=len(self.class_names))
+            else:  # multilabel 0/1: positives per label; multi-task (-1 = no label): labelled samples per task
+                counts = (s.y >= 0).sum(0) if (s.y < 0).any() else s.y.sum(0)
             out[name] = {"n": len(s), "per_class": [int(c) for c in counts], "shape": list(s.x.shape[1:])}
             if s.groups is not None:
                 values, n = np.unique(s.groups, return_counts=True)
@@ -100,14 +103,16 @@ def stratified_split(
 
 
 def subsample_labels(
-    split: Split, *, fraction: float | None = None, per_class: int | None = None, seed: int = 0
+    split: Split, *, fraction: float | None = None, per_class: int | None = None, seed: int = 0,
+    strata: np.ndarray | None = None,
 ) -> Split:
-    """Keep a stratified, seeded subset of a split's labels (few-label experiments)."""
+    """Keep a stratified, seeded subset of a split's labels (few-label experiments). ``strata``: one
+    stratum per sample (default: the class; "per class" then means per stratum)."""
     if fraction is None and per_class is None:
         return split
     if fraction is not None and per_class is not None:
         raise DataError("give either a label fraction or labels per class, not both")
-    y = split.y if split.y.ndim == 1 else split.y.argmax(-1)
+    y = strata if strata is not None else split.y if split.y.ndim == 1 else split.y.argmax(-1)
     rng = np.random.default_rng(seed)
     keep = []
     for cls in np.unique(y):

@@ -27,7 +27,7 @@ from tlzoo.adapt import METRICS_FILE, load_run
 from tlzoo.backbones import get_backbone_spec, layer_groups
 from tlzoo.data import IMAGE_SUFFIXES, SPLITS, _as_labels, _load_image
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.model import find_backbone
+from tlzoo.model import backbone_call, find_backbone
 from tlzoo.rundir import atomic_dir, write_json
 
 EXPLAIN_DIR = "explanations"
@@ -88,8 +88,8 @@ class GradCAM:
             raise ConfigError(f"Grad-CAM: {exc}") from None
         self.model = model
         self.layer = target_layer(backbone, get_backbone_spec(backbone_name), layer)
-        node = backbone._inbound_nodes[-1]  # its call inside the adapted model (Keras has no public handle)
-        self._pre = keras.Model(model.inputs[0], node.input_tensors[0])
+        backbone_in, backbone_out = backbone_call(backbone)  # its call inside the adapted model
+        self._pre = keras.Model(model.inputs[0], backbone_in)
         self._inner = keras.Model(backbone.inputs, [backbone.get_layer(self.layer).output, backbone.output])
         # the head's last sigmoid / softmax Dense gives the logits; what follows it (temperature
         # scaling) rescales the probabilities without changing a class's evidence
@@ -100,7 +100,7 @@ class GradCAM:
             raise ConfigError(f"Grad-CAM needs a head with a sigmoid or softmax Dense layer; {model.name}'s layers "
                               f"after the backbone: {[lyr.name for lyr in after]}")
         self._final = heads[-1]
-        self._body = keras.Model(node.output_tensors[0], self._final.input)  # head up to the final logits
+        self._body = keras.Model(backbone_out, self._final.input)  # head up to the final logits
         out = model.outputs[0]
         self._tail = None if self._final.output is out else keras.Model(self._final.output, out)
         self._reference = keras.Model(model.inputs[0], out)  # the model as one graph, one plain input

@@ -52,8 +52,7 @@ EXPORT_FILE = "export.json"  # what verify needs: formats, files, input/output c
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
 SAMPLE_INPUTS = "samples/inputs.npy"
-SAMPLE_PROBS = "samples/keras_probabilities.npy"
-SAMPLE_LABELS = "samples/keras_labels.npy"
+SAMPLE_OUTPUTS = "samples/keras_outputs.npz"  # every output of the Keras model on the sample inputs
 EXPORT_SCHEMA = "tlzoo.export/1"
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -144,43 +143,69 @@ class Contract:
     # Further float32 outputs a model returns by name beside "probabilities" (e.g. an anomaly map):
     # {name: {"dtype": "float32", "shape": [...]}}; passed through and checked for parity too.
     extra_outputs: dict[str, Any] = field(default_factory=dict)
+    # Multi-task models: one head per task, {name: {"task", "threshold", "num_outputs", "class_names"}};
+    # each returns its probabilities as output NAME and its label as NAME_label (instead of
+    # "probabilities" / "label").
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def heads(self) -> list[tuple[str, str, str, float, int]]:
+        """(probabilities output, label output, task, threshold, number of outputs) per head."""
+        if self.tasks:
+            return [(name, f"{name}_label", t["task"], float(t["threshold"]), int(t["num_outputs"]))
+                    for name, t in self.tasks.items()]
+        return [("probabilities", "label", self.task, float(self.threshold), self.num_outputs)]
 
     def tensor_spec(self) -> Any:
         import tensorflow as tf
 
         return tf.TensorSpec(self.shape, getattr(tf, self.dtype), name=self.input_name)
 
-    def labels_from(self, probs: np.ndarray) -> np.ndarray:
-        """The ``label`` output, computed in numpy exactly as the exported graph does."""
-        probs = np.asarray(probs, np.float32)
-        if self.task == "multiclass" or (self.task == "binary" and probs.shape[-1] > 1):
-            return probs.argmax(-1).astype(np.int64)
-        if self.task == "binary":
-            return (probs[:, 0] >= np.float32(self.threshold)).astype(np.int64)
-        return (probs >= np.float32(self.threshold)).astype(np.int64)
-
     def outputs(self) -> dict[str, Any]:
-        label_shape = [None, self.num_outputs] if self.task == "multilabel" else [None]
-        return {"probabilities": {"dtype": "float32", "shape": [None, self.num_outputs]},
-                "label": {"dtype": "int64", "shape": label_shape,
-                          "rule": self.label_rule()}, **self.extra_outputs}
-
-    def label_rule(self) -> str:
-        if self.task == "multiclass" or (self.task == "binary" and self.num_outputs > 1):
-            return "argmax(probabilities)"
-        return f"probabilities >= {self.threshold:g}"
+        out: dict[str, Any] = {}
+        for probs, label, task, threshold, k in self.heads():
+            out[probs] = {"dtype": "float32", "shape": [None, k]}
+            out[label] = {"dtype": "int64", "shape": [None, k] if task == "multilabel" else [None],
+                          "rule": label_rule(probs, task, threshold, k)}
+        return {**out, **self.extra_outputs}
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": {"name": self.input_name, "dtype": self.dtype, "shape": self.shape},
                 "outputs": self.outputs(), "task": self.task, "threshold": self.threshold,
-                "num_outputs": self.num_outputs, "class_names": self.class_names, "signature": SIGNATURE}
+                "num_outputs": self.num_outputs, "class_names": self.class_names, "signature": SIGNATURE,
+                **({"tasks": self.tasks} if self.tasks else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Contract":
+        tasks = d.get("tasks") or {}
+        heads = {"probabilities", "label"} | {n for t in tasks for n in (t, f"{t}_label")}
         return cls(dtype=d["input"]["dtype"], shape=list(d["input"]["shape"]), task=d["task"],
                    threshold=float(d["threshold"]), num_outputs=int(d["num_outputs"]),
                    class_names=list(d["class_names"]), input_name=d["input"]["name"],
-                   extra_outputs={k: v for k, v in d.get("outputs", {}).items() if k not in ("probabilities", "label")})
+                   extra_outputs={k: v for k, v in d.get("outputs", {}).items() if k not in heads}, tasks=tasks)
+
+
+def label_rule(probs: str, task: str, threshold: float, k: int) -> str:
+    if task == "multiclass" or (task == "binary" and k > 1):
+        return f"argmax({probs})"
+    return f"{probs} >= {threshold:g}"
+
+
+def labels_from(probs: np.ndarray, task: str, threshold: float) -> np.ndarray:
+    """A head's label output, computed in numpy exactly as the exported graph does."""
+    probs = np.asarray(probs, np.float32)
+    if task == "multiclass" or (task == "binary" and probs.shape[-1] > 1):
+        return probs.argmax(-1).astype(np.int64)
+    if task == "binary":
+        return (probs[:, 0] >= np.float32(threshold)).astype(np.int64)
+    return (probs >= np.float32(threshold)).astype(np.int64)
+
+
+def head_outputs(out: Any, contract: Contract) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model's output -> ({probabilities output name: tensor} per head, {other named outputs})."""
+    if contract.tasks:
+        return {name: out[name] for name in contract.tasks}, {k: v for k, v in out.items() if k not in contract.tasks}
+    probs, extras = split_outputs(out)
+    return {"probabilities": probs}, extras
 
 
 def split_outputs(out: Any) -> tuple[Any, dict[str, Any]]:
@@ -201,18 +226,20 @@ def serving_function(model: Any, contract: Contract) -> Any:
     """raw input -> {"probabilities", "label"}: the one function every format exports."""
     import tensorflow as tf
 
-    task, threshold, k = contract.task, float(contract.threshold), contract.num_outputs
+    def label(probs: Any, task: str, threshold: float, k: int) -> Any:
+        if task == "multiclass" or (task == "binary" and k > 1):
+            return tf.argmax(probs, axis=-1, output_type=tf.int64)
+        if task == "binary":
+            return tf.cast(probs[:, 0] >= tf.constant(threshold, tf.float32), tf.int64)
+        return tf.cast(probs >= tf.constant(threshold, tf.float32), tf.int64)
 
     def serve(image: Any) -> dict[str, Any]:
-        probs, extras = split_outputs(model(model_inputs(model, tf.cast(image, tf.float32)), training=False))
-        probs = tf.cast(probs, tf.float32)
-        if task == "multiclass" or (task == "binary" and k > 1):
-            label = tf.argmax(probs, axis=-1, output_type=tf.int64)
-        elif task == "binary":
-            label = tf.cast(probs[:, 0] >= tf.constant(threshold, tf.float32), tf.int64)
-        else:
-            label = tf.cast(probs >= tf.constant(threshold, tf.float32), tf.int64)
-        return {"probabilities": probs, "label": label, **{k: tf.cast(v, tf.float32) for k, v in extras.items()}}
+        heads, extras = head_outputs(model(model_inputs(model, tf.cast(image, tf.float32)), training=False), contract)
+        out = {}
+        for probs_name, label_name, task, threshold, k in contract.heads():
+            out[probs_name] = tf.cast(heads[probs_name], tf.float32)
+            out[label_name] = label(out[probs_name], task, threshold, k)
+        return {**out, **{k: tf.cast(v, tf.float32) for k, v in extras.items()}}
 
     return serve
 
@@ -368,10 +395,13 @@ class KerasRunner(Runner):
         self.model, self.contract = model, contract
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        probs, extras = split_outputs(self.model(model_inputs(self.model, np.asarray(x, np.float32)), training=False))
-        probs = np.asarray(probs, np.float32)
-        return {"probabilities": probs, "label": self.contract.labels_from(probs),
-                **{k: np.asarray(v, np.float32) for k, v in extras.items()}}
+        heads, extras = head_outputs(self.model(model_inputs(self.model, np.asarray(x, np.float32)), training=False),
+                                     self.contract)
+        out = {}
+        for probs_name, label_name, task, threshold, _ in self.contract.heads():
+            out[probs_name] = np.asarray(heads[probs_name], np.float32)
+            out[label_name] = labels_from(out[probs_name], task, threshold)
+        return {**out, **{k: np.asarray(v, np.float32) for k, v in extras.items()}}
 
 
 class SavedModelRunner(Runner):
@@ -466,25 +496,31 @@ def load_export(export_dir: str | Path, fmt: "ExportFormat | str" = ExportFormat
 # ---------------------------------------------------------------- parity
 
 
-def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Max / mean absolute difference of probabilities, and label agreement, against the reference."""
-    ref_p = np.asarray(reference["probabilities"], np.float64)
-    if "probabilities" not in got or "label" not in got:
-        return {"n": len(ref_p), "error": f"outputs {sorted(got)} lack probabilities / label",
+def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
+            heads: Sequence[tuple[str, str]] = (("probabilities", "label"),)) -> dict[str, Any]:
+    """Max / mean absolute difference of every head's probabilities, and agreement of all its labels,
+    against the reference. ``heads``: (probabilities output, label output) pairs."""
+    n = len(next(iter(reference.values())))
+    missing = [name for pair in heads for name in pair if name not in got]
+    if missing:
+        return {"n": n, "error": f"outputs {sorted(got)} lack {', '.join(missing)}",
                 "max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0}
-    p = np.asarray(got["probabilities"], np.float64)
-    if p.shape != ref_p.shape:
-        return {"n": len(ref_p), "error": f"probabilities of shape {p.shape}, expected {ref_p.shape}",
-                "max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0}
-    diff = np.abs(p - ref_p)
-    ref_l, lab = np.asarray(reference["label"]), np.asarray(got["label"])
-    same = (lab == ref_l).reshape(len(ref_l), -1).all(-1) if lab.shape == ref_l.shape else np.zeros(len(ref_l), bool)
-    finite = bool(np.isfinite(p).all())
-    out = {"n": int(len(ref_p)),
+    diffs, same, finite = [], np.ones(n, bool), True
+    for probs_name, label_name in heads:
+        ref_p, p = np.asarray(reference[probs_name], np.float64), np.asarray(got[probs_name], np.float64)
+        if p.shape != ref_p.shape:
+            return {"n": n, "error": f"{probs_name} of shape {p.shape}, expected {ref_p.shape}",
+                    "max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0}
+        diffs.append(np.abs(p - ref_p).reshape(-1))
+        finite = finite and bool(np.isfinite(p).all())
+        ref_l, lab = np.asarray(reference[label_name]), np.asarray(got[label_name])
+        same &= (lab == ref_l).reshape(n, -1).all(-1) if lab.shape == ref_l.shape else np.zeros(n, bool)
+    diff = np.concatenate(diffs)
+    out = {"n": int(n),
            "max_abs_diff": float(diff.max()) if finite else float("inf"),
            "mean_abs_diff": float(diff.mean()) if finite else float("inf"),
-           "agreement": float(same.mean()), "label_dtype": str(lab.dtype)}
-    for name in sorted(set(reference) - {"probabilities", "label"}):  # further outputs: reported, not bounded
+           "agreement": float(same.mean()), "label_dtype": str(np.asarray(got[heads[0][1]]).dtype)}
+    for name in sorted(set(reference) - {name for pair in heads for name in pair}):  # further outputs: reported, not bounded
         ref_e, got_e = np.asarray(reference[name], np.float64), got.get(name)
         ok = got_e is not None and np.shape(got_e) == ref_e.shape and bool(np.isfinite(got_e).all())
         out[f"{name}_max_abs_diff"] = float(np.abs(np.asarray(got_e, np.float64) - ref_e).max()) if ok else float("inf")
@@ -514,10 +550,11 @@ def _parity_message(fmt: str, summary: dict[str, Any], against: str) -> str:
 
 
 def run_parity(runners: dict[str, Runner], cases: dict[str, np.ndarray], reference: dict[str, dict[str, np.ndarray]],
-               bounds: dict[str, dict[str, float]]) -> dict[str, Any]:
+               bounds: dict[str, dict[str, float]], contract: Contract) -> dict[str, Any]:
+    heads = [(probs, label) for probs, label, *_ in contract.heads()]
     out = {}
     for name, runner in runners.items():
-        per_case = {case: compare(reference[case], runner(x)) for case, x in cases.items()}
+        per_case = {case: compare(reference[case], runner(x), heads) for case, x in cases.items()}
         out[name] = summarise(per_case, bounds[name])
     return out
 
@@ -573,10 +610,9 @@ def check_run_dir(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _open_run(run_dir: Path) -> _Run:
     config, metrics = check_run_dir(run_dir)
-    from tlzoo.plugin import get_plugin
+    from tlzoo.adapt import run_plugin
 
-    adapt_cfg = config["adapt"]
-    plugin = get_plugin(adapt_cfg["plugin"], **(adapt_cfg.get("plugin_options") or {}))  # registers its layers
+    plugin = run_plugin(config["adapt"])  # registers the plugin's layers
     model = load_model(run_dir / MODEL_FILE)
     history_path = run_dir / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
@@ -605,6 +641,13 @@ def _contract(run: _Run, test_x: np.ndarray) -> Contract:
     integral = np.issubdtype(test_x.dtype, np.integer) or bool(np.all(test_x == np.round(test_x)))
     in_range = test_x.size == 0 or (float(test_x.min()) >= 0 and float(test_x.max()) <= 255)
     dtype = "uint8" if run.plugin.modality == "image" and integral and in_range else "float32"
+    if run.metrics.get("tasks"):  # multi-task: one head per task
+        tasks = {t["name"]: {"task": t["kind"], "threshold": float(run.metrics["test"][t["name"]].get("threshold", 0.5)),
+                             "num_outputs": int(run.model.output[t["name"]].shape[-1]), "class_names": t["class_names"]}
+                 for t in run.metrics["tasks"]}
+        first = next(iter(tasks.values()))
+        return Contract(dtype=dtype, shape=[None, *map(int, shape)], task="multitask", threshold=first["threshold"],
+                        num_outputs=first["num_outputs"], class_names=list(tasks), tasks=tasks)
     names = list(run.metrics.get("class_names") or run.config.get("data", {}).get("classes") or [])
     probs_out, extras = split_outputs(run.model.output)
     num_outputs = int(probs_out.shape[-1])
@@ -699,7 +742,7 @@ def export(
         shutil.rmtree(tmp / ".work", ignore_errors=True)
 
         runners = {fmt.value: load_runner(fmt, tmp / fmt.artefact, contract) for fmt in fmts}
-        parity = run_parity(runners, cases, reference, {f.value: f.bounds for f in fmts})
+        parity = run_parity(runners, cases, reference, {f.value: f.bounds for f in fmts}, contract)
         failures = [_parity_message(name, s, "Keras") for name, s in parity.items() if not s["passed"]]
         if failures:
             raise ParityError("parity check failed, nothing written: " + "; ".join(failures))
@@ -707,15 +750,18 @@ def export(
         metrics_by_format: dict[str, Any] = {}
         if test_metrics:
             for name, runner in {"keras": keras_runner, **runners}.items():
-                probs = np.concatenate([runner(test.x[i:i + batch_size].astype(np_dtype))["probabilities"]
-                                        for i in range(0, len(test), batch_size)])
-                metrics_by_format[name] = run_.plugin.evaluate(test.y, probs, threshold=contract.threshold)
+                batches = [runner(test.x[i:i + batch_size].astype(np_dtype)) for i in range(0, len(test), batch_size)]
+                probs = {head: np.concatenate([b[head] for b in batches]) for head, *_ in contract.heads()}
+                if contract.tasks:
+                    thresholds = {t: float(c["threshold"]) for t, c in contract.tasks.items()}
+                    metrics_by_format[name] = run_.plugin.evaluate(test.y, probs, threshold=thresholds)
+                else:
+                    metrics_by_format[name] = run_.plugin.evaluate(test.y, probs["probabilities"],
+                                                                   threshold=contract.threshold)
 
         (tmp / "samples").mkdir()
         np.save(tmp / SAMPLE_INPUTS, sample_x, allow_pickle=False)
-        sample_ref = keras_runner(sample_x)
-        np.save(tmp / SAMPLE_PROBS, sample_ref["probabilities"], allow_pickle=False)
-        np.save(tmp / SAMPLE_LABELS, sample_ref["label"], allow_pickle=False)
+        np.savez(tmp / SAMPLE_OUTPUTS, **keras_runner(sample_x))
 
         exported_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         info = {
@@ -729,8 +775,7 @@ def export(
             "parity": parity,
             "parity_inputs": {"source": splits.source, "split": "test", "selection": f"permutation(seed={seed})",
                               "cases": {k: int(len(v)) for k, v in cases.items()}},
-            "samples": {"inputs": SAMPLE_INPUTS, "keras_probabilities": SAMPLE_PROBS,
-                        "keras_labels": SAMPLE_LABELS, "n": int(len(sample_x))},
+            "samples": {"inputs": SAMPLE_INPUTS, "keras_outputs": SAMPLE_OUTPUTS, "n": int(len(sample_x))},
             "test_metrics": {"run": run_.metrics["test"], **metrics_by_format},
             "data_fingerprint_matches_run": fingerprint_ok,
             "versions": library_versions(),
@@ -773,8 +818,8 @@ def verify(export_dir: str | Path, *, parity: bool = True, num_threads: int | No
         return report
     contract = Contract.from_dict(info["contract"])
     x = np.load(root / SAMPLE_INPUTS, allow_pickle=False)
-    ref = {"probabilities": np.load(root / SAMPLE_PROBS, allow_pickle=False),
-           "label": np.load(root / SAMPLE_LABELS, allow_pickle=False)}
+    with np.load(root / SAMPLE_OUTPUTS, allow_pickle=False) as stored:
+        ref = {k: stored[k] for k in stored.files}
     cases = {f"samples_{len(x)}": x, "batch_1": x[:1]}
     reference = {f"samples_{len(x)}": ref, "batch_1": {k: v[:1] for k, v in ref.items()}}
     runners, bounds = {}, {}
@@ -782,7 +827,7 @@ def verify(export_dir: str | Path, *, parity: bool = True, num_threads: int | No
         fmt = ExportFormat.parse(name)
         runners[fmt.value] = load_runner(fmt, root / entry["path"], contract, num_threads)
         bounds[fmt.value] = fmt.bounds  # this library's bounds, not the (editable) recorded ones
-    results = run_parity(runners, cases, reference, bounds)
+    results = run_parity(runners, cases, reference, bounds, contract)
     failures = [_parity_message(n, s, "the stored Keras outputs") for n, s in results.items() if not s["passed"]]
     if failures:
         raise ParityError(f"{str(root)!r} fails verification: " + "; ".join(failures))

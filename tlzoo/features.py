@@ -81,3 +81,39 @@ class FeatureCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self.load(key), False
+
+
+def build_extractor(
+    plugin: Any, backbone_name: str, weights: str | None, input_size: int, raw_shape: tuple[int, ...], *, seed: int = 0,
+    sha256: str | None = None,
+) -> tuple[keras.Model, Any]:
+    """Raw images -> frozen backbone features (the un-augmented path of :func:`tlzoo.model.backbone_features`),
+    and where the backbone's weights came from (``None`` for a random initialisation).
+    The tuner caches this model's outputs and ``tlzoo rank`` scores them: one path for both."""
+    from tlzoo.backbones import build_backbone, get_backbone_spec
+    from tlzoo.model import backbone_features
+
+    spec = get_backbone_spec(backbone_name)
+    keras.utils.set_random_seed(seed)  # a random-init backbone is the same in every trial / ranking
+    backbone, spec, record = build_backbone(backbone_name, weights, (input_size, input_size, spec.channels),
+                                            sha256=sha256)
+    backbone.trainable = False  # BN layers in inference mode: features equal the cached ones
+    inputs, features = backbone_features(plugin, spec, backbone, raw_shape, input_size)
+    return keras.Model(inputs, features, name="features"), record
+
+
+def extractor_key(
+    plugin: Any, backbone_name: str, weights: str | None, record: Any, input_size: int, data: DataSplits, *,
+    seed: int = 0,
+) -> str:
+    """The cache key of :func:`build_extractor`'s features on ``data``: the weights' sha256 (or the seed of a
+    random initialisation), input size, data fingerprint and the un-augmented preprocessing."""
+    from tlzoo.backbones import get_backbone_spec
+
+    plugin_cls = type(plugin)
+    return feature_key(
+        backbone=backbone_name, weights=record.sha256 if record else f"{weights}-seed{seed}",
+        input_size=input_size, data=data.fingerprint(), preprocess=get_backbone_spec(backbone_name).preprocess_name,
+        adapter=f"{plugin_cls.__module__}.{plugin_cls.__qualname__}.input_adapter",
+        channels=int(data.train.x.shape[-1]),
+    )

@@ -102,6 +102,12 @@ class FreezeSchedule:
             stages.append(dataclasses.replace(s, epochs=epochs, warmup_epochs=min(s.warmup_epochs, epochs - 1)))
         return FreezeSchedule(stages)
 
+    def with_batchnorm_training(self) -> "FreezeSchedule":
+        """Every stage with ``train_batchnorm=True``: for a randomly initialised backbone, whose
+        BatchNormalization layers have no pretrained statistics to keep (frozen, they would stay the
+        identity with mean 0 / variance 1, and the network would train without normalisation)."""
+        return FreezeSchedule([dataclasses.replace(s, train_batchnorm=True) for s in self.stages])
+
     @classmethod
     def feature_extraction(cls, epochs: int = 10, lr: float = 1e-3, patience: int | None = None) -> "FreezeSchedule":
         """Backbone frozen; only the head trains."""
@@ -220,17 +226,46 @@ class LayerwiseLearningRate:
     """
 
     lr_multipliers: dict[str, float]
+    initial_lr_scale: float = 1.0  # the value ``lr_scale`` starts at when the optimizer is built
 
     def build(self, variables: list[Any]) -> None:  # type: ignore[override]
         super().build(variables)  # type: ignore[misc]
         table = getattr(self, "lr_multipliers", {}) or {}
         self._lr_multiplier_list = [float(table.get(v.path, 1.0)) for v in variables]
+        # A global factor on every learning rate, on top of the schedule: a variable, so a callback
+        # can lower it while training runs (the compiled train step reads it at every step).
+        self.lr_scale = self.add_variable(shape=(), initializer=keras.initializers.Constant(self.initial_lr_scale),
+                                          name="lr_scale")
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> Any:
         mult = self._lr_multiplier_list[self._get_variable_index(variable)]  # type: ignore[attr-defined]
         if mult != 1.0:
             learning_rate = learning_rate * mult
+        scale = keras.ops.cast(self.lr_scale, keras.backend.standardize_dtype(learning_rate.dtype))
+        learning_rate = learning_rate * scale
         return super().update_step(gradient, variable, learning_rate)  # type: ignore[misc]
+
+
+def get_lr_scale(optimizer: keras.optimizers.Optimizer) -> float:
+    """The global learning-rate factor of an optimizer from ``make_optimizer`` (1.0 unless lowered)."""
+    _check_layerwise(optimizer)
+    return float(optimizer.lr_scale.numpy()) if optimizer.built else float(optimizer.initial_lr_scale)
+
+
+def set_lr_scale(optimizer: keras.optimizers.Optimizer, value: float) -> None:
+    """Set the global learning-rate factor; it takes effect at the next training step, built or not."""
+    _check_layerwise(optimizer)
+    if not value > 0:
+        raise ConfigError(f"learning-rate scale must be > 0, got {value}")
+    optimizer.initial_lr_scale = float(value)
+    if optimizer.built:
+        optimizer.lr_scale.assign(float(value))
+
+
+def _check_layerwise(optimizer: Any) -> None:
+    if not isinstance(optimizer, LayerwiseLearningRate):
+        raise ConfigError(f"{type(optimizer).__name__} has no learning-rate scale; build the optimizer with "
+                          "tlzoo.freeze.make_optimizer")
 
 
 _OPTIMIZERS = {"adamw": keras.optimizers.AdamW, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}

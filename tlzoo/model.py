@@ -51,6 +51,16 @@ def find_backbone(model: keras.Model) -> keras.Model:
     return nested[0]
 
 
+def backbone_call(backbone: keras.Model) -> tuple[Any, Any]:
+    """(input, output) tensors of the backbone's call inside the adapted model's graph, e.g. to cut
+    the model into raw input -> backbone input and backbone output -> head. Keras has no public
+    handle on a nested model's call site: it is the backbone's last inbound node."""
+    node = backbone._inbound_nodes[-1]
+    return node.input_tensors[0], node.output_tensors[0]
+
+
 def inference_model(model: keras.Model) -> keras.Model:
     """A never-compiled view of ``model`` (same layers and weights) for saving and export."""
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+    # a dict of outputs (one per task) keeps its names; a single output stays a list of one
+    outputs = model.output if isinstance(model.output, dict) else model.outputs
+    return keras.Model(model.inputs, outputs, name=model.name)

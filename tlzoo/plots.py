@@ -12,11 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def learning_curves(history: Sequence[dict[str, Any]], monitor: str, path: Path) -> None:
-    """Loss and the monitor metric per epoch, train and validation, with stage boundaries."""
+def learning_curves(history: Sequence[dict[str, Any]], monitor: str | Sequence[str], path: Path) -> None:
+    """Loss and the monitor metric(s) (one panel each; a multi-task run: one per task) per epoch,
+    train and validation, with stage boundaries."""
     epochs = np.arange(1, len(history) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key in zip(axes, ("loss", monitor)):
+    keys = ["loss", *[m for m in ([monitor] if isinstance(monitor, str) else monitor) if m != "loss"]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [row.get(prefix + key, np.nan) for row in history]
             ax.plot(epochs, values, style, marker="o", ms=3, label=("val " if prefix else "train ") + key)

@@ -31,13 +31,12 @@ from typing import Any
 import keras
 
 from tlzoo.adapt import AdaptConfig, _optimizer_options, _Watch, adapt, prepare_data
-from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec
+from tlzoo.backbones import check_input_shape, get_backbone_spec
 from tlzoo.checkpoint import EpochCheckpoint
 from tlzoo.data import DataSplits, Split, make_dataset
 from tlzoo.errors import ConfigError
-from tlzoo.features import FeatureCache, feature_key
+from tlzoo.features import FeatureCache, build_extractor, extractor_key
 from tlzoo.freeze import Stage, make_optimizer, stage_learning_rate
-from tlzoo.model import backbone_features
 from tlzoo.plugin import DomainPlugin, get_plugin
 from tlzoo.rundir import write_text_atomic
 from tlzoo.rundir import read_yaml, write_json
@@ -497,14 +496,8 @@ def _cached_features(ctx: _Context, plugin: DomainPlugin, backbone_name: str, in
     key = ctx.keys.get(memo)
     if key is None or not ctx.cache.has(key):
         extractor, record = _extractor(ctx, plugin, backbone_name, input_size)
-        spec = get_backbone_spec(backbone_name)
-        plugin_cls = type(plugin)
-        key = ctx.keys[memo] = feature_key(
-            backbone=backbone_name, weights=record.sha256 if record else f"{ctx.cfg.weights}-seed{ctx.cfg.seed}",
-            input_size=input_size, data=ctx.data.fingerprint(), preprocess=spec.preprocess_name,
-            adapter=f"{plugin_cls.__module__}.{plugin_cls.__qualname__}.input_adapter",
-            channels=int(ctx.data.train.x.shape[-1]),
-        )
+        key = ctx.keys[memo] = extractor_key(plugin, backbone_name, ctx.cfg.weights, record, input_size, ctx.data,
+                                             seed=ctx.cfg.seed)
         if not ctx.cache.has(key):
             ctx.cache.get_or_compute(key, extractor, ctx.data, splits=("train", "val"), verbose=ctx.cfg.verbose,
                                      describe={"backbone": backbone_name, "weights": ctx.cfg.weights,
@@ -516,12 +509,8 @@ def _cached_features(ctx: _Context, plugin: DomainPlugin, backbone_name: str, in
 
 def _extractor(ctx: _Context, plugin: DomainPlugin, backbone_name: str, input_size: int) -> tuple[keras.Model, Any]:
     """Raw images -> frozen backbone features, and where the backbone's weights came from."""
-    spec = get_backbone_spec(backbone_name)
-    keras.utils.set_random_seed(ctx.cfg.seed)  # a random-init backbone is the same in every trial
-    backbone, spec, record = build_backbone(backbone_name, ctx.cfg.weights, (input_size, input_size, spec.channels))
-    backbone.trainable = False  # BN layers in inference mode: features equal the cached ones
-    inputs, features = backbone_features(plugin, spec, backbone, ctx.data.train.x.shape[1:], input_size)
-    return keras.Model(inputs, features, name="features"), record
+    return build_extractor(plugin, backbone_name, ctx.cfg.weights, input_size, ctx.data.train.x.shape[1:],
+                           seed=ctx.cfg.seed)
 
 
 def _train_head(ctx: _Context, values: dict[str, Any], trial_dir: Path, *, cached: bool) -> tuple[float, dict[str, Any]]:
