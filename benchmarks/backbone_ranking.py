@@ -4,7 +4,8 @@ For each data set and candidate backbone:
   1. the rank scores from frozen features (LogME, k-NN leave-one-out balanced accuracy, linear
      probe on val), exactly as `tlzoo rank` computes them, on the same labelled subset;
   2. a fine-tuned test metric from `tlzoo.adapt` with one short recipe for every candidate
-     (fastai-style fine_tune: head epochs, then all layers; BN frozen as the recipe does);
+     (fastai-style fine_tune: head epochs, then all layers; BN frozen for pretrained backbones,
+     trained for random-init ones, as the recipe does);
 then Kendall's tau-b between each score and the fine-tuned metric, per data set and pooled
 (pairs compared within a data set only; metric scales differ between data sets).
 

@@ -115,7 +115,13 @@ def summarise(runs: dict, methods: list[str], seeds: list[int]) -> dict:
             diff = t["mean"] - base["mean"]
             paired = [a - b for a, b in zip(t["per_seed"], base["per_seed"])]
             spread = max(t["std"] or 0.0, base["std"] or 0.0)
+            # the paired view: same seed, same split and initial head for both methods; its spread is the
+            # std of the per-seed differences (seed-to-seed variation common to both cancels)
+            paired_std = float(np.std(paired, ddof=1)) if len(paired) > 1 else None
             rec["vs_plain"] = {"mean_difference": diff, "paired_differences": paired, "larger_std": spread,
+                               "paired_std": paired_std,
+                               "paired_beyond_spread": bool(paired_std is not None and diff > 2 * paired_std
+                                                            and all(p > 0 for p in paired)),
                                "beats_plain_beyond_spread": bool(diff > spread and all(p > 0 for p in paired)
                                                                  and len(paired) == len(seeds))}
     return out
