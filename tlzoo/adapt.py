@@ -27,7 +27,8 @@ from tlzoo.checkpoint import EpochCheckpoint
 from tlzoo.data import DataSplits, make_dataset, subsample_labels
 from tlzoo.distribute import StageLoop, select_strategy, weights_digest
 from tlzoo.errors import ConfigError, DataError, TrainingError
-from tlzoo.freeze import FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate, trainable_groups
+from tlzoo.freeze import (FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate,
+                          synchronize_batchnorm, trainable_groups)
 from tlzoo.groups import assign_groups
 from tlzoo.licences import RANDOM_INIT, licence_gate
 from tlzoo.model import build_model, inference_model
@@ -291,6 +292,8 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
         schedule = _resolve_schedule(cfg, plugin, len(groups)).within_budget(len(data.train), cfg.max_samples_seen)
         if cfg.weights is None and spec.family != "tfhub":  # random init: BN layers learn their statistics
             schedule = schedule.with_batchnorm_training()
+        if dist.replicas > 1 and any(s.train_batchnorm for s in schedule.stages):
+            synchronize_batchnorm(backbone)  # else each replica keeps its own moving statistics
         model = build_model(plugin, spec, backbone, data.train.x.shape[1:], input_size, num_classes)
         fit_model = da.attach(model, backbone, schedule, len(data.train)) if da else model  # trains `model`
 

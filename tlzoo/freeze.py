@@ -218,6 +218,16 @@ def _apply_to_members(
             multipliers[var.path] = group_mult[member_group[name]]
 
 
+def synchronize_batchnorm(backbone: keras.Model) -> int:
+    """Batch statistics over the global batch (all replicas) in every BatchNormalization layer of
+    ``backbone``, so that replicas that train BN keep identical moving statistics (SyncBN; TensorFlow
+    backend). Returns how many layers it set."""
+    layers = [layer for layer in backbone.layers if _is_batchnorm(layer)]
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)
+
+
 class LayerwiseLearningRate:
     """Mixin for a Keras optimizer: scales each variable's learning rate by a multiplier.
 
