@@ -329,17 +329,30 @@ def read_tfds(
     return DataSplits(train, val, test, names, f"tfds:{name}", notes)
 
 
+def resolve_path(source: str) -> Path:
+    """``source`` as a path; a relative path that does not exist is looked up under ``$TLZOO_DATA_DIR``."""
+    path = Path(source).expanduser()
+    if not path.exists() and not path.is_absolute() and os.environ.get("TLZOO_DATA_DIR"):
+        alt = Path(os.environ["TLZOO_DATA_DIR"]) / source
+        if alt.exists():
+            return alt
+    return path
+
+
+def array_fingerprint(x: np.ndarray) -> str:
+    """sha256 over an array's dtype, shape and bytes."""
+    digest = hashlib.sha256(f"{x.dtype}{x.shape}".encode())
+    digest.update(np.ascontiguousarray(x).tobytes())
+    return digest.hexdigest()
+
+
 def read_source(source: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> DataSplits:
     """Dispatch on the source: ``tfds:NAME``, a ``.npz`` file, or a folder. Relative paths
     that do not exist are also looked up under ``$TLZOO_DATA_DIR``."""
     kw = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     if source.startswith("tfds:"):
         return read_tfds(source[5:], **kw)  # type: ignore[arg-type]
-    path = Path(source).expanduser()
-    if not path.exists() and not path.is_absolute() and os.environ.get("TLZOO_DATA_DIR"):
-        alt = Path(os.environ["TLZOO_DATA_DIR"]) / source
-        if alt.exists():
-            path = alt
+    path = resolve_path(source)
     if path.suffix == ".npz":
         return read_npz(path, **kw)  # type: ignore[arg-type]
     if path.is_dir():

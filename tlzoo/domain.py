@@ -15,17 +15,14 @@ the domain classifier exist only while training. TensorFlow backend (``tf.Gradie
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import keras
 import numpy as np
 
-from tlzoo.data import IMAGE_SUFFIXES, DataSplits, Split, _as_images, _load_image
+from tlzoo.data import IMAGE_SUFFIXES, DataSplits, Split, _as_images, _load_image, array_fingerprint, resolve_path
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.model import backbone_call
 
@@ -254,19 +251,10 @@ class _LambdaSchedule(keras.callbacks.Callback):
 # ---------------------------------------------------------------- data
 
 
-def _resolve_path(source: str) -> Path:
-    path = Path(source).expanduser()
-    if not path.exists() and not path.is_absolute() and os.environ.get("TLZOO_DATA_DIR"):
-        alt = Path(os.environ["TLZOO_DATA_DIR"]) / source
-        if alt.exists():
-            return alt
-    return path
-
-
 def read_unlabelled_images(source: str) -> np.ndarray:
     """Unlabelled target images: an .npz with ``images`` (or ``train_images``; labels, if any, are ignored),
     or a folder of image files (searched recursively). One size for all images."""
-    path = _resolve_path(source)
+    path = resolve_path(source)
     if path.suffix == ".npz" and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -290,12 +278,6 @@ def read_unlabelled_images(source: str) -> np.ndarray:
                             "resize them to one size first")
         return _as_images(np.stack(images), str(path))
     raise DataError(f"target data {source!r} does not exist (an .npz with 'images', or a folder of images)")
-
-
-def array_digest(x: np.ndarray) -> str:
-    """sha256 over an array's dtype, shape and bytes (the target data's fingerprint)."""
-    x = np.ascontiguousarray(x)
-    return hashlib.sha256(f"{x.dtype}{x.shape}".encode() + x.tobytes()).hexdigest()
 
 
 def hybrid_steps(n_target: int, n_source: int, ratio: float, batch_size: int) -> int:
@@ -510,7 +492,7 @@ def plan(cfg: Any, plugin: Any, data: DataSplits, *, strategy_kind: str, augment
             raise DataError(f"target data {cfg.target_data!r} contains NaN or infinite values")
         p.target_x = x
         p.target_record = {"source": str(cfg.target_data), "n": len(x), "shape": list(x.shape[1:]),
-                           "fingerprint": array_digest(x), "labels": "not used"}
+                           "fingerprint": array_fingerprint(x), "labels": "not used"}
         if x.shape[1:3] != data.train.x.shape[1:3]:
             p.notes.append(f"target images {x.shape[1]}x{x.shape[2]} vs source {data.train.x.shape[1]}x"
                            f"{data.train.x.shape[2]}: both resized to the input size inside the model")

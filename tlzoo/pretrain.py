@@ -16,7 +16,6 @@ and ``tlzoo adapt --backbone name`` loads it.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tlzoo.data import array_fingerprint
 from tlzoo.errors import ConfigError, DataError, TrainingError
 
 OBJECTIVES = ("masked", "contrastive", "supervised")
@@ -54,12 +54,6 @@ class PretrainResult:
     path: Path
     lineage: dict[str, Any]
     history: list[float]
-
-
-def _array_fingerprint(x: np.ndarray) -> str:
-    digest = hashlib.sha256(f"{x.dtype}{x.shape}".encode())
-    digest.update(np.ascontiguousarray(x).tobytes())
-    return digest.hexdigest()
 
 
 def _masked_mse(y_true: Any, y_pred: Any) -> Any:
@@ -187,7 +181,7 @@ def pretrain(config: PretrainConfig | None = None, **kwargs: Any) -> PretrainRes
         raise TrainingError(f"pretraining loss became {history[-1]}; lower --lr")
 
     lineage = {
-        "source": str(cfg.data), "data_fingerprint": _array_fingerprint(x),
+        "source": str(cfg.data), "data_fingerprint": array_fingerprint(x),
         "split_fingerprint": splits.fingerprint(), "split": "train", "n_windows": int(len(x)),
         "window": list(x.shape[1:]), "labels_used": cfg.objective == "supervised",
         "objective": cfg.objective, "epochs": cfg.epochs, "final_loss": history[-1], "loss_history": history,

@@ -3,14 +3,13 @@ protocol: fit on a seeded part of the normal images, hold some of those out to s
 threshold, test on the remaining normals plus every defective image."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tlzoo.anomaly.patchcore import images_to_batch
-from tlzoo.data import IMAGE_SUFFIXES, DataSplits, Split, _as_images, _as_labels, _load_image
+from tlzoo.data import IMAGE_SUFFIXES, DataSplits, Split, _as_images, _as_labels, _load_image, resolve_path
 from tlzoo.errors import ConfigError, DataError
 
 NORMAL_NAMES = ("good", "ok", "normal", "free", "defect_free", "mt_free", "nominal")
@@ -29,11 +28,7 @@ class Labelled:
 
 
 def _resolve(source: str) -> Path:
-    path = Path(source).expanduser()
-    if not path.exists() and not path.is_absolute() and os.environ.get("TLZOO_DATA_DIR"):
-        alt = Path(os.environ["TLZOO_DATA_DIR"]) / source
-        if alt.exists():
-            path = alt
+    path = resolve_path(source)
     if not path.exists():
         raise DataError(f"data source {source!r} does not exist (a .npz file with images/labels, or an image folder)")
     return path
