@@ -57,7 +57,8 @@ def test_class_folders(tmp_path):
     d = read_folder(tmp_path / "scans", val_fraction=0.25, test_fraction=0.25)
     assert d.class_names == ["normal", "pneumonia"]
     assert len(d.train) + len(d.val) + len(d.test) == 20
-    assert d.train.x.shape[1:] == (16, 16, 1) and d.train.x.dtype == np.uint8
+    assert d.train.x.shape[1:] == (None, None, 1) and d.train.x.dtype == np.uint8  # streamed: any size
+    assert d.set_input_size(16).train.x.load().shape[1:] == (16, 16, 1)
     assert read_source(str(tmp_path / "scans")).class_names == ["normal", "pneumonia"]
 
 

@@ -27,6 +27,7 @@ from tlzoo.export import export  # noqa: E402  (the function; the module stays i
 from tlzoo.forgetting import DriftMonitor, linear_cka  # noqa: E402
 from tlzoo.freeze import FreezeSchedule, Stage  # noqa: E402
 from tlzoo.multitask import TaskSpec  # noqa: E402
+from tlzoo.predict import PredictResult, predict  # noqa: E402
 from tlzoo.plugin import DomainPlugin, get_plugin, list_plugins, register_plugin  # noqa: E402
 from tlzoo.pretrain import PretrainConfig, PretrainResult, pretrain  # noqa: E402
 from tlzoo.rank import RankResult  # noqa: E402
@@ -67,6 +68,8 @@ __all__ = [
     "list_plugins",
     "load_export",
     "load_run",
+    "predict",
+    "PredictResult",
     "pretrain",
     "PretrainConfig",
     "PretrainResult",

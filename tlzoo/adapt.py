@@ -24,7 +24,7 @@ from tlzoo import plots, subgroups
 from tlzoo._version import __version__
 from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups
 from tlzoo.checkpoint import EpochCheckpoint
-from tlzoo.data import DataSplits, make_dataset, subsample_labels
+from tlzoo.data import DataSplits, make_dataset, predict_batches, subsample_labels
 from tlzoo.distribute import StageLoop, select_strategy, weights_digest
 from tlzoo.errors import ConfigError, DataError, TrainingError
 from tlzoo.freeze import (FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate,
@@ -49,6 +49,7 @@ class AdaptConfig:
     plugin: str
     data: str
     out: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)  # how files are read (tlzoo.data.DataOptions)
     backbone: str | None = None  # default: the plugin's
     weights: str | None = "imagenet"  # a named set, a file path, or None (random init)
     weights_sha256: str | None = None
@@ -203,8 +204,24 @@ def run_plugin(cfg: AdaptConfig | dict[str, Any]) -> Any:
     return plugin
 
 
+def input_size_for(cfg: AdaptConfig, plugin: DomainPlugin) -> int:
+    """The model's input size: the config's, else the plugin's, else the backbone's default."""
+    return int(cfg.input_size or plugin.default_input_size
+               or get_backbone_spec(cfg.backbone or plugin.default_backbone).default_size)
+
+
+def read_run_data(cfg: AdaptConfig, plugin: DomainPlugin, source: str | None = None) -> DataSplits:
+    """The plugin's reading of ``source`` (default: the run's data) with the run's data options; file
+    images are streamed at the model's input size."""
+    options = {"options": cfg.data_options} if cfg.data_options else {}  # plugins' own readers may not take it
+    data = plugin.read_data(source or cfg.data, seed=cfg.seed, **options)
+    if plugin.modality == "image":
+        data.set_input_size(input_size_for(cfg, plugin))
+    return data
+
+
 def prepare_data(cfg: AdaptConfig, plugin: DomainPlugin) -> tuple[DataSplits, int]:
-    data = plugin.read_data(cfg.data, seed=cfg.seed)
+    data = read_run_data(cfg, plugin)
     plugin.check_data(data)
     data = assign_groups(data, cfg.group_by, task=plugin.task, max_gap=cfg.max_group_gap)  # before subsampling
     num_classes = plugin.num_classes(data)
@@ -220,8 +237,9 @@ def prepare_data(cfg: AdaptConfig, plugin: DomainPlugin) -> tuple[DataSplits, in
     return data, num_classes
 
 
-def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+def predict(model: keras.Model, x: Any, batch_size: int) -> np.ndarray:
+    """Predictions over an array or streamed image files."""
+    return np.asarray(predict_batches(model, x, batch_size))
 
 
 def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | None = None, **kwargs: Any) -> RunResult:
@@ -299,8 +317,9 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
 
     class_weight = plugin.class_weights(data.train.y, num_classes)
     targets = plugin.training_targets if is_multitask(plugin) else None  # one label array per task output
+    image_size = input_size if spec.modality == "image" else None  # resized before augmentation
     train_ds = make_dataset(data.train, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
-                            augment=_augmenter(plugin), label_fn=targets)
+                            augment=_augmenter(plugin), label_fn=targets, image_size=image_size)
     val_ds = make_dataset(data.val, batch_size=cfg.batch_size, training=False, label_fn=targets)
     steps = math.ceil(len(data.train) / cfg.batch_size)
     dist_data = None if dist.uses_fit else (dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds))
@@ -495,7 +514,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     config, model = load_run(run_dir)
     adapt_cfg = config["adapt"]
     plugin = run_plugin(adapt_cfg)
-    splits = plugin.read_data(data or adapt_cfg["data"], seed=adapt_cfg.get("seed", 0))
+    splits = read_run_data(AdaptConfig.from_dict(adapt_cfg), plugin, data)
     plugin.check_data(splits)
     if split not in ("train", "val", "test"):
         raise DataError(f"split must be train, val or test, got {split!r}")
@@ -504,7 +523,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", 
     saved = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     if is_multitask(plugin):
         thresholds = {name: float(m.get("threshold", 0.5)) for name, m in saved.get("test", {}).items()}
-        return plugin.evaluate(s.y, model.predict(s.x, batch_size=batch_size, verbose=0), threshold=thresholds)
+        return plugin.evaluate(s.y, predict_batches(model, s.x, batch_size), threshold=thresholds)
     threshold = float(saved.get("test", {}).get("threshold", 0.5))
     return plugin.evaluate(s.y, predict(model, s.x, batch_size), threshold=threshold)
 

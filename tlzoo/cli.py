@@ -87,6 +87,33 @@ def _operating_point(args: argparse.Namespace) -> dict[str, Any]:
     return {"threshold": f"{given[0][0]}:{given[0][1]:g}"} if given else {}
 
 
+DATA_HELP = ".npz, folder of class folders (optionally under train/val/test), label table (.csv/.tsv), or tfds:NAME"
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    """How file sources are read (tlzoo.data.DataOptions)."""
+    g = p.add_argument_group("reading files")
+    g.add_argument("--path-column", help="label table: the file column (default: path, file, filename, image ...)")
+    g.add_argument("--label-column", help="label table: the label column, or several 0/1 columns a,b,c (multilabel)")
+    g.add_argument("--split-column", help="label table: the train/val/test column (default: split, subset, set)")
+    g.add_argument("--label-sep", help="label table: separator of several labels in one cell (multilabel), e.g. '|'")
+    g.add_argument("--classes", help="class order, comma-separated (default: sorted names)")
+    g.add_argument("--channels", choices=["auto", "gray", "rgb"],
+                   help="auto (default): 1 channel if every file is gray, else 3")
+    g.add_argument("--skip-bad-files", action="store_true",
+                   help="leave unreadable files out (recorded in config.yaml) instead of stopping")
+    g.add_argument("--data-cache", metavar="DIR",
+                   help="on-disk cache of decoded, resized images, reused by later epochs and runs "
+                        "(default $TLZOO_DATA_CACHE; off when unset)")
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    given = {"path_column": args.path_column, "label_column": args.label_column, "split_column": args.split_column,
+             "label_sep": args.label_sep, "classes": args.classes.split(",") if args.classes else None,
+             "channels": args.channels, "skip_bad_files": args.skip_bad_files or None, "cache_dir": args.data_cache}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def cmd_adapt(args: argparse.Namespace) -> int:
     from tlzoo.adapt import AdaptConfig, adapt
 
@@ -106,6 +133,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         "forgetting": args.track_forgetting or None, "forgetting_reference": args.forgetting_reference,
         "max_drift": args.max_drift, "on_drift": args.on_drift,
         "tasks": _tasks_file(args.tasks) if args.tasks else None,
+        "data_options": _data_options(args) or None,
     }
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
@@ -209,6 +237,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         _print_metrics(metrics, f"{args.split} metrics of {args.run_dir}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tlzoo.predict import predict
+
+    options = {"path_column": args.path_column} if args.path_column else {}
+    result = predict(args.model_dir, args.data, args.out, fmt=args.format, batch_size=args.batch_size, options=options)
+    print(f"{result.n_files - result.n_errors:,} of {result.n_files:,} files scored ({result.images_per_s:,.0f} images/s); "
+          f"{result.n_errors} unreadable (their rows hold the error); predictions: {result.out}")
     return 0
 
 
@@ -342,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("adapt", help="adapt a pretrained backbone to a domain data set")
     p.add_argument("--plugin")
-    p.add_argument("--data", help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--data", help=DATA_HELP)
+    _add_data_flags(p)
     p.add_argument("--backbone")
     p.add_argument("--weights", help="'imagenet' (default), a weights file, or 'none'")
     p.add_argument("--weights-sha256", help="pin: the weights file's expected sha256")
@@ -474,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="score new image files with a run or an export directory: a CSV row per file")
+    p.add_argument("model_dir", help="a run directory, or an export directory (then --format chooses the runtime)")
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                   help="folders (searched recursively), label tables (their path column) or image files")
+    p.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    p.add_argument("--format", help="export directory: savedmodel, onnx, tflite ... (default: the first exported)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--path-column", help="label table: the file column")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a run to SavedModel / ONNX / TFLite, verified for parity, with a model card")
     p.add_argument("run_dir")

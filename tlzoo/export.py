@@ -39,6 +39,7 @@ import numpy as np
 
 from tlzoo.adapt import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_model  # the run directory's files
 from tlzoo._version import __version__
+from tlzoo.data import is_lazy
 from tlzoo.manifest import check_manifest, write_manifest
 from tlzoo.errors import ConfigError, DataError, ExportError, IntegrityError, ParityError
 from tlzoo.rundir import atomic_dir, read_yaml, write_json
@@ -633,13 +634,18 @@ def _read_data(run: _Run, data: str | None) -> tuple[Any, bool | None]:
     return splits, (splits.fingerprint() == recorded) if recorded else None
 
 
-def _contract(run: _Run, test_x: np.ndarray) -> Contract:
+def _contract(run: _Run, test_x: Any = None) -> Contract:
+    """The run's contract; with ``test_x`` (the data now read), checked against it. Without data the
+    input is taken as the run recorded it (uint8 for images)."""
     shape = (run.config.get("data") or {}).get("train", {}).get("shape") or list(test_x.shape[1:])
+    if test_x is None:
+        test_x = np.zeros((0, *shape), np.uint8 if run.plugin.modality == "image" else np.float32)
     if list(shape) != list(test_x.shape[1:]):
         raise DataError(f"the run was trained on samples of shape {list(shape)}, the data now read has "
                         f"{list(test_x.shape[1:])}; pass the run's data with --data")
-    integral = np.issubdtype(test_x.dtype, np.integer) or bool(np.all(test_x == np.round(test_x)))
-    in_range = test_x.size == 0 or (float(test_x.min()) >= 0 and float(test_x.max()) <= 255)
+    lazy = is_lazy(test_x)  # image files: decoded to uint8 by the stream's rule
+    integral = lazy or np.issubdtype(test_x.dtype, np.integer) or bool(np.all(test_x == np.round(test_x)))
+    in_range = lazy or test_x.size == 0 or (float(test_x.min()) >= 0 and float(test_x.max()) <= 255)
     dtype = "uint8" if run.plugin.modality == "image" and integral and in_range else "float32"
     if run.metrics.get("tasks"):  # multi-task: one head per task
         tasks = {t["name"]: {"task": t["kind"], "threshold": float(run.metrics["test"][t["name"]].get("threshold", 0.5)),

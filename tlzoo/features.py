@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlzoo.data import SPLITS, DataSplits
+from tlzoo.data import SPLITS, DataSplits, predict_batches
 
 META_FILE = "meta.json"
 
@@ -63,7 +63,7 @@ class FeatureCache:
             n = 0
             for name in splits:
                 x = data.split(name).x
-                feats = np.asarray(extractor.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+                feats = np.asarray(predict_batches(extractor, x, batch_size), dtype=np.float32)
                 np.save(tmp / f"{name}.npy", feats)
                 n += len(x)
             seconds = time.perf_counter() - t0

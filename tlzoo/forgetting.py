@@ -411,7 +411,7 @@ def monitor_for_run(cfg: Any, model: keras.Model, backbone: keras.Model, groups:
     choice of ``cfg.forgetting_reference`` raw training examples."""
     idx = reference_indices(len(train_x), int(cfg.forgetting_reference), cfg.seed)
     monitor = DriftMonitor(
-        model, backbone, groups, train_x[idx], source=source_top(spec, cfg.weights), max_drift=cfg.max_drift,
+        model, backbone, groups, np.asarray(train_x[idx]), source=source_top(spec, cfg.weights), max_drift=cfg.max_drift,
         on_drift=cfg.on_drift, batch_size=cfg.batch_size, verbose=cfg.verbose,
         reference_info={"split": "train", "seed": cfg.seed, "indices": idx.tolist()},
     )

@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from tlzoo.data import SPLITS, DataSplits
+from tlzoo.data import SPLITS, DataSplits, image_batches
 from tlzoo.errors import ConfigError, DataError
 
 BRIGHTNESS_BANDS = ("dark", "mid", "bright")
@@ -75,7 +75,8 @@ def _brightness(data: DataSplits) -> dict[str, np.ndarray]:
     if data.train.x.ndim != 4:
         raise ConfigError(f"group_by 'brightness' is derived from images; {data.source} holds arrays of shape "
                           f"{data.train.x.shape[1:]}")
-    means = {s: data.split(s).x.reshape(len(data.split(s)), -1).mean(1) for s in SPLITS}
+    means = {s: np.concatenate([b.reshape(len(b), -1).mean(1) for b in image_batches(data.split(s).x)]
+                               or [np.zeros(0)]) for s in SPLITS}
     edges = np.quantile(means["train"], [1 / 3, 2 / 3])
     data.notes.append(f"group attribute 'brightness': image mean intensity < {edges[0]:.4g} dark, "
                       f"< {edges[1]:.4g} mid, else bright (terciles of the train split)")

@@ -249,8 +249,8 @@ class MultiTask:
         return {**self.plugin.describe(), "task": self.task, "tasks": [t.to_dict() for t in self.tasks]}
 
     # ------------------------------------------------------------ data
-    def read_data(self, source: str, *, seed: int = 0) -> DataSplits:
-        return task_labels(self.plugin.read_data(source, seed=seed), self.tasks)
+    def read_data(self, source: str, *, seed: int = 0, **kw: Any) -> DataSplits:
+        return task_labels(self.plugin.read_data(source, seed=seed, **kw), self.tasks)
 
     def num_classes(self, data: DataSplits) -> int:
         return len(self.tasks)

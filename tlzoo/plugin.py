@@ -86,9 +86,10 @@ class DomainPlugin:
         }
 
     # ------------------------------------------------------------------ data
-    def read_data(self, source: str, *, seed: int = 0) -> DataSplits:
-        """Read a data source into train / val / test splits."""
-        return read_source(source, seed=seed)
+    def read_data(self, source: str, *, seed: int = 0, options: dict[str, Any] | None = None) -> DataSplits:
+        """Read a data source into train / val / test splits (``options``: ``tlzoo.data.DataOptions``
+        fields, for file sources)."""
+        return read_source(source, seed=seed, options=options)
 
     def num_classes(self, data: DataSplits) -> int:
         if self.task == "binary":

@@ -102,9 +102,9 @@ class DefectDetectionPlugin(DomainPlugin):
         return lambda cfg: run_anomaly(cfg, self)
 
     # ------------------------------------------------------------------ data
-    def read_data(self, source: str, *, seed: int = 0) -> DataSplits:
+    def read_data(self, source: str, *, seed: int = 0, options: dict[str, Any] | None = None) -> DataSplits:
         if not self.anomaly:
-            return super().read_data(source, seed=seed)
+            return super().read_data(source, seed=seed, options=options)
         from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
         labelled = read_labelled(source)

@@ -1,0 +1,170 @@
+"""``tlzoo predict``: score new files with a run directory or an export directory.
+
+Files are found (folders recursively, label tables by their path column, single files), their
+headers scanned, then decoded, converted and resized in the stream by the rule the run was trained
+with, and scored batch by batch: memory does not grow with the number of files. The CSV has one row
+per file: its path, the predicted label, the probability of each class (anomaly runs: the score),
+and for a file that cannot be read, its error instead of a crash.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tlzoo.data.folders import list_files
+from tlzoo.data.images import ImageFiles, scan
+from tlzoo.data.index import DataOptions
+from tlzoo.data.stream import image_batches
+from tlzoo.data.tables import TABLE_SUFFIXES, _pick, _resolve, PATH_COLUMNS, read_rows
+from tlzoo.errors import ConfigError, DataError
+from tlzoo.rundir import write_text_atomic
+
+
+@dataclass
+class PredictResult:
+    out: Path | None
+    rows: list[dict[str, Any]]
+    n_files: int
+    n_errors: int
+    seconds: float
+    source: str  # "run" or the export format
+
+    @property
+    def images_per_s(self) -> float:
+        return (self.n_files - self.n_errors) / max(self.seconds, 1e-9)
+
+
+def collect_files(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                  options: DataOptions | None = None) -> list[str]:
+    """The files named by ``data``: folders (recursive), label tables (their path column), or files."""
+    items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    options = options or DataOptions()
+    files: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found, _, _ = list_files(path)
+            files += found
+        elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+            header, rows = read_rows(path)
+            col = _pick(header, options.path_column, PATH_COLUMNS, "path", path)
+            for row in rows:  # a missing file becomes a row with its error, like an unreadable one
+                found_file = _resolve(path.parent, row[col])
+                files.append(str(found_file) if found_file else str(path.parent / row[col]))
+        elif path.exists() or not path.suffix.lower() in TABLE_SUFFIXES:
+            files.append(str(path))
+        else:
+            raise DataError(f"{str(path)!r} does not exist")
+    if not files:
+        raise DataError(f"no image files found in {[str(i) for i in items]}")
+    return files
+
+
+def _runner(model_dir: Path, fmt: str | None) -> tuple[Any, Any, str, dict[str, Any]]:
+    """(runner, contract, what ran, run config) for a run directory or an export directory."""
+    import importlib
+
+    ex = importlib.import_module("tlzoo.export")  # the module; `tlzoo.export` is the function
+
+    if (model_dir / ex.EXPORT_FILE).is_file():
+        info = ex._read_export_info(model_dir)
+        fmt = fmt or next(iter(info["formats"]))
+        return ex.load_export(model_dir, fmt), ex.Contract.from_dict(info["contract"]), fmt, {}
+    if fmt:
+        raise ConfigError(f"--format applies to export directories; {str(model_dir)!r} is a run directory")
+    run = ex._open_run(model_dir)
+    contract = ex._contract(run)
+    return ex.KerasRunner(run.model, contract), contract, "run", run.config
+
+
+def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike[str] | None = None, *,
+            fmt: str | None = None, batch_size: int = 64, options: DataOptions | dict[str, Any] | None = None,
+            verbose: int = 1) -> PredictResult:
+    """Score every file of ``data`` with a run (Keras) or an export (``fmt``: one of its formats,
+    default the first). Writes ``out`` (CSV) atomically when given."""
+    options = options if isinstance(options, DataOptions) else DataOptions.from_dict(options)
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ConfigError(f"{str(model_dir)!r} is neither a run directory nor an export directory")
+    files = collect_files(data, options)
+    runner, contract, what, _ = _runner(model_dir, fmt)
+    if len(contract.shape) != 4:
+        raise ConfigError(f"predict scores images; this model takes inputs of shape {contract.shape}")
+    _, h, w, channels = contract.shape
+    t0 = time.perf_counter()
+    infos = scan(files, verbose=bool(verbose), label="files")
+    good = [i for i, info in enumerate(infos) if not info.error]
+    images = ImageFiles(np.asarray(files)[good] if good else np.zeros(0, str), [infos[i].route for i in good],
+                        int(channels), (int(h), int(w)), cache_dir=None)
+    outputs: dict[str, list[np.ndarray]] = {}
+    done, last = 0, time.perf_counter()
+    for batch in image_batches(images, batch_size):
+        for k, v in runner(batch.astype(contract.dtype)).items():
+            outputs.setdefault(k, []).append(np.asarray(v))
+        done += len(batch)
+        if verbose and (time.perf_counter() - last > 2 or done == len(images)):
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            print(f"\rpredict: {done:,}/{len(images):,} images ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+            last = time.perf_counter()
+    if verbose and len(images):
+        print(file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    merged = {k: np.concatenate(v) for k, v in outputs.items()}
+    rows = _rows(files, infos, good, merged, contract)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, _csv(rows))
+    n_err = len(files) - len(good)
+    if verbose:
+        print(f"predict ({what}): {len(good):,} files scored, {n_err} unreadable, {seconds:.1f} s"
+              + (f" -> {out}" if out else ""), flush=True)
+    return PredictResult(out, rows, len(files), n_err, seconds, what)
+
+
+def _rows(files: list[str], infos: list[Any], good: list[int], out: dict[str, np.ndarray], contract: Any
+          ) -> list[dict[str, Any]]:
+    names = list(contract.class_names) or [str(i) for i in range(contract.num_outputs)]
+    position = {i: k for k, i in enumerate(good)}
+    probs, labels = out.get("probabilities"), out.get("label")
+    rows = []
+    for i, path in enumerate(files):
+        row: dict[str, Any] = {"path": path, "label": "", "label_index": ""}
+        k = position.get(i)
+        if k is None or probs is None or labels is None:
+            row["error"] = infos[i].error or "no output"
+            rows.append(row)
+            continue
+        p, lab = probs[k], labels[k]
+        if contract.task == "multilabel":
+            row["label"] = "|".join(n for n, v in zip(names, lab) if v)
+            row["label_index"] = "|".join(str(j) for j, v in enumerate(lab) if v)
+        else:
+            row["label"], row["label_index"] = (names[int(lab)] if int(lab) < len(names) else str(int(lab))), int(lab)
+        if contract.task == "binary" and p.shape[-1] == 1:
+            row[f"p_{names[-1]}"] = float(p[0])
+        else:
+            row.update({f"p_{n}": float(v) for n, v in zip(names, p)})
+        row["error"] = ""
+        rows.append(row)
+    return rows
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    keys = [k for k in keys if k != "error"] + ["error"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
