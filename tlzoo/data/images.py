@@ -76,6 +76,9 @@ def probe(path: str | os.PathLike[str], dicom_fields: Sequence[str] | None = Non
         return FileInfo(error="not an image Pillow can identify (unsupported format or damaged header)")
     except FileNotFoundError:
         return FileInfo(error="file not found")
+    except OSError as exc:
+        cut = "truncated" in str(exc).lower()
+        return FileInfo(error=f"truncated file (its header is cut short: {exc})" if cut else f"unreadable: {exc}")
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file, reported with the others
         return FileInfo(error=f"unreadable: {type(exc).__name__}: {exc}")
     if min(w, h) < 2:

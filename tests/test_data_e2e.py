@@ -1,0 +1,106 @@
+"""The four layouts end to end: adapt -> evaluate -> predict, --group-by on a table column and on a
+DICOM field, and predict from a run and from its ONNX export giving identical labels."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from layouts import dicom_folders, image_table, mixed_class_folders, save_image, scan_pixels, split_folders
+from support import fast_config
+from tlzoo.adapt import adapt, evaluate
+from tlzoo.predict import predict
+
+HEAD_ONLY = {"stages": [{"name": "head", "epochs": 2, "trainable": 0, "learning_rate": 3e-3}]}
+
+
+def _run(tmp_path, data, **kw):
+    cfg = fast_config(data=str(data), out=str(tmp_path / "run"), schedule=HEAD_ONLY, calibration="none",
+                      batch_size=16, **kw)
+    return adapt(cfg)
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_mixed_class_folders_adapt_evaluate_predict(tmp_path):
+    root = mixed_class_folders(tmp_path / "scans", n_per_class=20)
+    result = _run(tmp_path, root)
+    data_cfg = result.config["data"]
+    assert data_cfg["reader"]["channels"]["count"] == 3 and data_cfg["train"]["shape"] == [32, 32, 3]
+    assert "train: found" in data_cfg["reader"]["summary"][0]
+    metrics = evaluate(result.run_dir)
+    assert metrics["n"] == result.metrics["test"]["n"]
+    assert metrics["roc_auc"] == pytest.approx(result.metrics["test"]["roc_auc"], abs=1e-6)
+    good = (root / "normal" / "normal_000.jpg").read_bytes()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "broken.jpg").write_bytes(good[:200])
+    save_image(tmp_path / "new" / "wide.png", scan_pixels(1, 300, 500, np.random.default_rng(0)), "RGBA")
+    out = predict(result.run_dir, [root / "pneumonia", tmp_path / "new"], tmp_path / "pred.csv", verbose=0)
+    rows = _rows(tmp_path / "pred.csv")
+    assert len(rows) == 22 and out.n_errors == 1
+    broken = next(r for r in rows if r["path"].endswith("broken.jpg"))
+    assert broken["label"] == "" and "truncated" in broken["error"]
+    scored = [r for r in rows if not r["error"]]
+    assert all(r["label"] in ("normal", "pneumonia") and 0 <= float(r["p_pneumonia"]) <= 1 for r in scored)
+
+
+def test_split_folders_with_case_differences_train(tmp_path):
+    names = {"train": ("NORMAL", "PNEUMONIA"), "val": ("normal", "pneumonia"), "Test": ("Normal", "pneumonia")}
+    root = split_folders(tmp_path / "xr", {"train": 16, "val": 6, "Test": 6}, names)
+    result = _run(tmp_path, root)
+    assert result.config["data"]["val"]["per_class"] == [6, 6]
+    assert evaluate(result.run_dir, split="val")["n"] == 12
+    predict(result.run_dir, root / "Test", tmp_path / "p.csv", verbose=0)
+    assert len(_rows(tmp_path / "p.csv")) == 12
+
+
+def test_image_table_with_group_by_a_column(tmp_path):
+    table = image_table(tmp_path / "derm", n=80)
+    result = _run(tmp_path, table, group_by="sex")
+    groups = result.metrics["subgroups"]
+    assert set(groups["groups"]) == {"F", "M"}
+    assert result.config["data"]["reader"]["attribute_columns"] == ["sex", "site"]
+    assert evaluate(result.run_dir)["n"] == result.metrics["test"]["n"]
+    predict(result.run_dir, table, tmp_path / "p.csv", verbose=0)
+    assert len(_rows(tmp_path / "p.csv")) == 80
+
+
+def test_dicom_folder_with_group_by_a_header_field(tmp_path):
+    root = dicom_folders(tmp_path / "cr", n_per_class=20)
+    result = _run(tmp_path, root, group_by="PatientSex")
+    assert set(result.metrics["subgroups"]["groups"]) == {"F", "M"}
+    assert result.config["data"]["train"]["shape"] == [32, 32, 1]
+    assert evaluate(result.run_dir)["n"] == result.metrics["test"]["n"]
+    predict(result.run_dir, root / "normal", tmp_path / "p.csv", verbose=0)
+    rows = _rows(tmp_path / "p.csv")
+    assert len(rows) == 20 and not any(r["error"] for r in rows)
+
+
+def test_predict_from_run_and_onnx_export_give_identical_labels(tmp_path):
+    pytest.importorskip("tf2onnx")
+    from tlzoo.export import export
+
+    result = _run(tmp_path, mixed_class_folders(tmp_path / "scans", n_per_class=16))
+    export(result.run_dir, formats=["onnx"], out=tmp_path / "export", verbose=0)
+    rng = np.random.default_rng(3)
+    photos = tmp_path / "photos"
+    for i, (h, w) in enumerate([(3024, 4032), (1080, 1920), (4032, 3024), (960, 1280)] * 2):
+        gray = scan_pixels(i % 2, h // 8, w // 8, rng)
+        img = Image.fromarray(np.stack([gray] * 3, -1)).resize((w, h))
+        exif = Image.Exif()
+        exif[0x0112] = (1, 6)[i % 2]  # half of them stored sideways, as phones do
+        photos.mkdir(exist_ok=True)
+        img.save(photos / f"IMG_{i:04d}.JPG", exif=exif, quality=85)
+    from_run = predict(result.run_dir, photos, tmp_path / "run.csv", verbose=0)
+    from_onnx = predict(tmp_path / "export", photos, tmp_path / "onnx.csv", fmt="onnx", verbose=0)
+    assert from_onnx.source == "onnx" and from_run.source == "run"
+    a, b = _rows(tmp_path / "run.csv"), _rows(tmp_path / "onnx.csv")
+    assert [r["path"] for r in a] == [r["path"] for r in b] and len(a) == 8
+    assert [r["label"] for r in a] == [r["label"] for r in b]
+    diffs = [abs(float(x["p_pneumonia"]) - float(y["p_pneumonia"])) for x, y in zip(a, b)]
+    assert max(diffs) < 1e-4
