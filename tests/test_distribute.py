@@ -113,12 +113,12 @@ def _kill(procs: list[subprocess.Popen]) -> None:
             p.wait(10)
 
 
-def _run_workers(args: list[str], tmp_path: Path, tag: str, n: int = 2,
-                 until: Path | None = None) -> tuple[list[int], list[str]]:
+def _run_workers(args: list[str], tmp_path: Path, tag: str, n: int = 2, until: Path | None = None,
+                 envs: list[dict[str, str]] | None = None) -> tuple[list[int], list[str]]:
     """Start ``n`` workers; wait for them to exit (or, with ``until``, for that file, then kill them)."""
     ports = free_ports(n)
     logs = [tmp_path / f"{tag}-worker{i}.log" for i in range(n)]
-    procs = [_spawn(args, {"TF_CONFIG": tf_config(ports, i)}, logs[i]) for i in range(n)]
+    procs = [_spawn(args, {"TF_CONFIG": tf_config(ports, i), **(envs[i] if envs else {})}, logs[i]) for i in range(n)]
     try:
         deadline = time.monotonic() + WORKER_TIMEOUT_S
         while time.monotonic() < deadline and any(p.poll() is None for p in procs):
@@ -226,3 +226,28 @@ def test_unreachable_peer_times_out_naming_the_address(tmp_path: Path, scans_npz
     assert code == -signal.SIGKILL, text  # ended by the watchdog, not by the test's timeout
     assert f"could not reach 127.0.0.1:{ports[1]} within 8 s" in text
     assert not (tmp_path / "x").exists()
+
+
+def test_two_workers_each_decode_only_their_shard_of_a_folder(tmp_path: Path) -> None:
+    """File sources under multiworker: each worker decodes its own half of the training files (seen
+    through a per-worker on-disk cache, which holds exactly what that worker decoded)."""
+    from layouts import mixed_class_folders
+    from tlzoo.data import read_source
+    from tlzoo.data.stream import cache_keys
+
+    root = mixed_class_folders(tmp_path / "scans", n_per_class=24)
+    args = ["adapt", "--plugin", "medical-imaging", "--data", str(root), "--backbone", "mobilenet_025", "--weights",
+            "none", "--input-size", "32", "--batch-size", "16", "--schedule", "feature_extraction", "--epochs", "2",
+            "--calibration", "none", *PLAIN, "--out", str(tmp_path / "mw"), "--strategy", "multiworker"]
+    caches = [tmp_path / f"cache{i}" for i in range(2)]
+    codes, logs = _run_workers(args, tmp_path, "files", envs=[{"TLZOO_DATA_CACHE": str(c)} for c in caches])
+    assert codes == [0, 0], logs
+    digests = _digests(logs)
+    assert len(digests) == 2 and digests[0] == digests[1]
+    train = read_source(str(root), options={"verbose": False}).set_input_size(32).train.x
+    keys = {str(k) for k in cache_keys(train, caches[0])}  # worker 0's names; worker 1's differ by folder only
+    decoded = [{str(c / Path(k).relative_to(caches[0])) for k in keys if (c / Path(k).relative_to(caches[0])).exists()}
+               for c in caches]
+    shares = [len(d) for d in decoded]
+    # disjoint halves of train (an odd count repeats one sample so both workers run the same steps)
+    assert len(train) <= sum(shares) <= len(train) + 1 and abs(shares[0] - shares[1]) <= 1, shares

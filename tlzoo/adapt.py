@@ -318,11 +318,21 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     class_weight = plugin.class_weights(data.train.y, num_classes)
     targets = plugin.training_targets if is_multitask(plugin) else None  # one label array per task output
     image_size = input_size if spec.modality == "image" else None  # resized before augmentation
-    train_ds = make_dataset(data.train, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
-                            augment=_augmenter(plugin), label_fn=targets, image_size=image_size)
-    val_ds = make_dataset(data.val, batch_size=cfg.batch_size, training=False, label_fn=targets)
+    def train_data(batch_size: int, shard: tuple[int, int] | None = None) -> Any:
+        return make_dataset(data.train, batch_size=batch_size, training=True, seed=cfg.seed, augment=_augmenter(plugin),
+                            label_fn=targets, image_size=image_size, shard=shard)
+
+    def val_data(batch_size: int, shard: tuple[int, int] | None = None) -> Any:
+        return make_dataset(data.val, batch_size=batch_size, training=False, label_fn=targets, shard=shard)
+
+    train_ds, val_ds = train_data(cfg.batch_size), val_data(cfg.batch_size)
     steps = math.ceil(len(data.train) / cfg.batch_size)
-    dist_data = None if dist.uses_fit else (dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds))
+    if dist.uses_fit:
+        dist_data = None
+    elif data.streamed:  # files: each worker decodes its own shard only
+        dist_data = (dist.distribute_shards(train_data, cfg.batch_size), dist.distribute_shards(val_data, cfg.batch_size))
+    else:
+        dist_data = (dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds))
     monitor = "val_" + plugin.monitor
 
     resolved = {

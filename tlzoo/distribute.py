@@ -131,6 +131,16 @@ class Distribution:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return self.strategy.experimental_distribute_dataset(ds.with_options(options))
 
+    def distribute_shards(self, make: Any, global_batch: int) -> Any:
+        """A distributed dataset whose workers each read only their own shard of the samples:
+        ``make(per_replica_batch, (num_shards, shard))`` builds one worker's pipeline (for file
+        sources, so that no worker decodes another's files)."""
+
+        def per_worker(ctx: Any) -> Any:
+            return make(ctx.get_per_replica_batch_size(global_batch), (ctx.num_input_pipelines, ctx.input_pipeline_id))
+
+        return self.strategy.distribute_datasets_from_function(per_worker)
+
     def barrier(self) -> None:
         """Wait for every worker (a dummy all-reduce), so none leaves while a peer still works:
         a worker that exits stops its heartbeats, which the others report as a crash."""

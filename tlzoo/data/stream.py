@@ -106,9 +106,13 @@ def make_dataset(
     sample_weight: np.ndarray | None = None,
     image_size: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Any:
     """Batches of (images, labels[, weights]); shuffled and augmented only when ``training``.
-    ``image_size``: the model's input size, which images are brought to before augmentation."""
+    ``image_size``: the model's input size, which images are brought to before augmentation.
+    ``shard``: (number of shards, this one) for file sources read by several workers: this pipeline
+    decodes only its shard of the samples; shards are padded to one length (repeating at most
+    ``shards - 1`` samples) so every worker runs the same number of steps."""
     import tensorflow as tf
 
     y = label_fn(split.y) if label_fn else split.y
@@ -116,13 +120,19 @@ def make_dataset(
     resize: Callable[[Any], Any] | None = None
     if is_lazy(split.x):
         files = split.x.with_size(image_size) if image_size else split.x
-        ds = tf.data.Dataset.range(len(files))
+        order = np.arange(len(files))
+        if shard is not None:
+            n_shards, index = shard
+            order = np.concatenate([order, order[:(-len(order)) % n_shards]])[index::n_shards]
+        ds = tf.data.Dataset.from_tensor_slices(order)
         if training:
-            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
         pixels, labels = pixels_fn(files, cache_dir if cache_dir is not None else getattr(files, "cache_dir", None)), \
             _labels(rest)
         ds = ds.map(lambda i: (pixels(i), *labels(i)), num_parallel_calls=tf.data.AUTOTUNE)
     else:
+        if shard is not None:
+            raise ValueError("shard applies to file sources; arrays are sharded by the distribution strategy")
         ds = tf.data.Dataset.from_tensor_slices((split.x, *rest)).cache()
         if training:
             ds = ds.shuffle(min(len(split), 10_000), seed=seed, reshuffle_each_iteration=True)
