@@ -175,7 +175,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         weights=None if args.weights in ("none", "None") else args.weights, input_size=args.input_size,
         batch_size=args.batch_size, label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
         seed=args.seed, plugin_options=_options(args.option), cache=not args.no_cache, overwrite=args.overwrite,
-        chief=args.chief, worker=args.worker, oracle=args.oracle,
+        chief=args.chief, worker=args.worker, oracle=args.oracle, data_options=_data_options(args),
     )
     result = tune(cfg)
     if result.best_config_path:
@@ -191,7 +191,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                   input_size=args.input_size, max_samples=args.max_samples or None, seed=args.seed,
                   cache_dir=args.cache_dir, out=args.out, label_fraction=args.label_fraction,
                   labels_per_class=args.labels_per_class, plugin_options=_options(args.option),
-                  verbose=0 if args.json else 1)
+                  data_options=_data_options(args), verbose=0 if args.json else 1)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
@@ -213,6 +213,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
         baseline=None if args.baseline == "none" else args.baseline, scratch_backbone=args.scratch_backbone,
         scratch_input_size=args.scratch_input_size, scratch_schedule=scratch_schedule, metric=args.metric,
         max_samples_seen=args.max_samples_seen, batch_size=args.batch_size, plugin_options=_options(args.option),
+        data_options=_data_options(args),
         runs_dir=args.runs_dir,
     ))
     return 0
@@ -445,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="Keras Tuner search over a plugin's search space (resumable, distributed)")
     p.add_argument("--plugin", required=True)
-    p.add_argument("--data", required=True, help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    _add_data_flags(p)
     p.add_argument("--out", required=True, help="search directory; re-running the same command continues it")
     p.add_argument("--tuner", default="random", choices=["random", "hyperband", "bayesian"])
     p.add_argument("--max-trials", type=int, default=10)
@@ -467,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rank", help="rank candidate backbones on your data before training (LogME, k-NN, linear probe)")
     p.add_argument("--plugin", required=True)
-    p.add_argument("--data", required=True, help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    _add_data_flags(p)
     p.add_argument("--backbones", nargs="+", required=True, metavar="PATTERN",
                    help="names or globs ('mobilenet*'); NAME@WEIGHTS picks other weights, NAME@none a random init")
     p.add_argument("--weights", default="imagenet", help="weights of candidates without @WEIGHTS (default imagenet)")
@@ -484,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("curve", help="label-efficiency report: the recipe at several label budgets, transfer vs scratch")
     p.add_argument("--plugin", required=True)
-    p.add_argument("--data", required=True, help=".npz file, folder of class folders, or tfds:NAME")
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    _add_data_flags(p)
     p.add_argument("--out", required=True, help="report directory; re-running the same command resumes it")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1, 0.25, 1.0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],

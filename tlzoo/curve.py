@@ -43,6 +43,7 @@ class CurveConfig:
     max_samples_seen: int | None = None  # compute budget per run, the same for both conditions
     batch_size: int = 32
     plugin_options: dict[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = field(default_factory=dict)  # how file sources are read (tlzoo.data.DataOptions)
     runs_dir: str | None = None  # default: OUT/runs
     verbose: int = 1
 
@@ -82,6 +83,7 @@ def _one_run(cfg: CurveConfig, condition: str, fields: dict[str, Any], fraction:
         adapt(AdaptConfig(plugin=cfg.plugin, data=cfg.data, out=str(run_dir), seed=seed,
                           label_fraction=None if fraction == 1 else fraction, batch_size=cfg.batch_size,
                           max_samples_seen=cfg.max_samples_seen, plugin_options=dict(cfg.plugin_options),
+                          data_options=dict(cfg.data_options),
                           verbose=0, overwrite=run_dir.exists(),  # a run killed half-way left no metrics
                           **fields))
     metrics = json.loads(metrics_path.read_text())

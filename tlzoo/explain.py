@@ -180,12 +180,14 @@ def _read_images(images: Any, split: str, n: int,
     """(uint8-like batch, true labels or None, a source name per image): the first ``n`` of them."""
     labels = None
     if images is None:
-        from tlzoo.plugin import get_plugin
+        from tlzoo.adapt import AdaptConfig, read_run_data, run_plugin
 
-        a = config["adapt"]
-        data = get_plugin(a["plugin"], **(a.get("plugin_options") or {})).read_data(a["data"], seed=a.get("seed", 0))
+        cfg = AdaptConfig.from_dict(config["adapt"])
+        data = read_run_data(cfg, run_plugin(cfg))  # file sources: decoded at the run's input size
         s = data.split(split)
-        return s.x[:n], s.y[:n], [f"{split}[{i}]" for i in range(min(n, len(s)))]
+        names = s.attributes.get("filenames")
+        return (np.asarray(s.x[:n]), s.y[:n],
+                [str(names[i]) if names is not None else f"{split}[{i}]" for i in range(min(n, len(s)))])
     if isinstance(images, np.ndarray):
         one = images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3))  # (H, W[, C]): one image
         x = images[None] if one else images

@@ -333,6 +333,7 @@ def rank(
     label_fraction: float | None = None,
     labels_per_class: int | None = None,
     plugin_options: dict[str, Any] | None = None,
+    data_options: dict[str, Any] | None = None,
     knn_k: int = 10,
     batch_size: int = 64,
     verbose: int = 1,
@@ -383,7 +384,8 @@ def rank(
         _no_candidates(skipped)
 
     splits, _ = prepare_data(AdaptConfig(plugin=plugin, data=data, label_fraction=label_fraction,
-                                         labels_per_class=labels_per_class, seed=seed, verbose=0), p)
+                                         labels_per_class=labels_per_class, seed=seed, verbose=0,
+                                         data_options=dict(data_options or {})), p)
     splits = dataclasses.replace(splits, train=_cap(splits.train, max_samples, seed),
                                  val=_cap(splits.val, max_samples, seed))
     y_train, y_val = splits.train.y.reshape(-1).astype(int), splits.val.y.reshape(-1).astype(int)

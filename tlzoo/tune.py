@@ -66,6 +66,7 @@ class TuneConfig:
     weights: str | None = "imagenet"
     input_size: int | None = None
     batch_size: int = 32
+    data_options: dict[str, Any] = field(default_factory=dict)  # how file sources are read (tlzoo.data.DataOptions)
     label_fraction: float | None = None
     labels_per_class: int | None = None
     seed: int = 0
@@ -423,7 +424,7 @@ def _adapt_config(cfg: TuneConfig, backbone: str, input_size: int | None, plugin
     return AdaptConfig(plugin=cfg.plugin, data=cfg.data, out=out, backbone=backbone, weights=cfg.weights,
                        input_size=input_size, schedule=schedule, batch_size=cfg.batch_size,
                        label_fraction=cfg.label_fraction, labels_per_class=cfg.labels_per_class, seed=cfg.seed,
-                       plugin_options=plugin_options, verbose=0)
+                       plugin_options=plugin_options, data_options=dict(cfg.data_options), verbose=0)
 
 
 def _schedule(values: dict[str, Any]) -> dict[str, Any]:
