@@ -329,7 +329,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     steps = math.ceil(len(data.train) / cfg.batch_size)
     if dist.uses_fit:
         dist_data = None
-    elif data.streamed:  # files: each worker decodes its own shard only
+    elif data.streamed and data.train.x.shardable:  # files: each worker decodes its own shard only
         dist_data = (dist.distribute_shards(train_data, cfg.batch_size), dist.distribute_shards(val_data, cfg.batch_size))
     else:
         dist_data = (dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds))

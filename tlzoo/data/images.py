@@ -185,13 +185,69 @@ def resize_op(img: Any, size: tuple[int, int]) -> Any:
 # ---------------------------------------------------------------- the lazy array
 
 
-class ImageFiles:
-    """(N, H, W, C) uint8 images kept as files; ``H, W`` is the size they are streamed at
-    (``with_size``), ``C`` the source's channel rule. Indexing with an array or slice gives another
-    ``ImageFiles``; an integer, or ``load``, decodes."""
+class LazyImages:
+    """(N, H, W, C) uint8 images whose pixels live elsewhere (files, TFDS records) and are decoded
+    in the stream. ``H, W`` is the size they are streamed at (``with_size``), ``C`` the source's
+    channel rule. Indexing with an array or slice gives another lazy array; an integer, or
+    ``load``, decodes. Subclasses say how to subset themselves and how to stream."""
 
     ndim = 4
     dtype = np.dtype(np.uint8)
+    channels: int
+    size: tuple[int, int] | None
+    cache_dir: str | None = None
+    shardable = True  # each worker can stream its own part (tlzoo.distribute)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def subset(self, key: Any) -> "LazyImages":
+        raise NotImplementedError
+
+    def with_size(self, size: int | tuple[int, int] | None) -> "LazyImages":
+        raise NotImplementedError
+
+    def elements(self, order: np.ndarray, *, training: bool = False, seed: int = 0) -> Any:
+        """tf.data.Dataset of (position in this array, uint8 image at ``size``) for the positions in
+        ``order``: in that order, or shuffled when ``training``."""
+        raise NotImplementedError
+
+    def digest(self, digest: Any) -> None:
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        h, w = self.size or (None, None)
+        return (len(self), h, w, self.channels)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, np.integer)):
+            return self.load([int(key)])[0]
+        return self.subset(key)
+
+    def load(self, idx: Iterable[int] | None = None) -> np.ndarray:
+        """Decode (some of) the images into one array, in order, through the stream's rule."""
+        sub = self if idx is None else self.subset(np.asarray(list(idx), dtype=int))
+        if len(sub) > MAX_IN_MEMORY:
+            raise DataError(f"refusing to decode {len(sub):,} images into memory at once (the limit is "
+                            f"{MAX_IN_MEMORY:,}); stream them with tlzoo.data.stream instead")
+        if sub.size is None:
+            raise DataError("images of different sizes need a size to be stacked: call with_size(...) first")
+        out = np.zeros((len(sub), *sub.size, sub.channels), np.uint8)
+        for i, img in sub.elements(np.arange(len(sub))).as_numpy_iterator():
+            out[i] = img
+        return out
+
+    def astype(self, dtype: Any) -> np.ndarray:
+        return self.load().astype(dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        x = self.load()
+        return x if dtype is None else x.astype(dtype)
+
+
+class ImageFiles(LazyImages):
+    """Images kept as files (any format the scan accepted), one path and decode route per sample."""
 
     def __init__(self, paths: Sequence[str] | np.ndarray, routes: Sequence[int] | np.ndarray, channels: int,
                  size: tuple[int, int] | None = None, root: str | None = None, cache_dir: str | None = None) -> None:
@@ -205,44 +261,27 @@ class ImageFiles:
     def __len__(self) -> int:
         return int(len(self.paths))
 
-    @property
-    def shape(self) -> tuple[Any, ...]:
-        h, w = self.size or (None, None)
-        return (len(self), h, w, self.channels)
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, (int, np.integer)):
-            return self.load([int(key)])[0]
+    def subset(self, key: Any) -> "ImageFiles":
         return ImageFiles(self.paths[key], self.routes[key], self.channels, self.size, self.root, self.cache_dir)
 
     def with_size(self, size: int | tuple[int, int] | None) -> "ImageFiles":
         size = (size, size) if isinstance(size, (int, np.integer)) else size
         return ImageFiles(self.paths, self.routes, self.channels, size, self.root, self.cache_dir)
 
+    def elements(self, order: np.ndarray, *, training: bool = False, seed: int = 0) -> Any:
+        import tensorflow as tf
+
+        from tlzoo.data.stream import pixels_fn
+
+        pixels = pixels_fn(self, self.cache_dir)
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64))
+        if training:  # a shuffle of indices: no buffer of pixels
+            ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
+        return ds.map(lambda i: (i, pixels(i)), num_parallel_calls=tf.data.AUTOTUNE)
+
     def relative_paths(self) -> list[str]:
         root = self.root
         return [os.path.relpath(p, root) if root else p for p in self.paths]
-
-    def load(self, idx: Iterable[int] | None = None) -> np.ndarray:
-        """Decode (some of) the images into one array, through the stream's rule."""
-        sub = self if idx is None else self[np.asarray(list(idx), dtype=int)]
-        if len(sub) > MAX_IN_MEMORY:
-            raise DataError(f"refusing to decode {len(sub):,} images into memory at once (the limit is "
-                            f"{MAX_IN_MEMORY:,}); stream them with tlzoo.data.stream instead")
-        if sub.size is None:
-            raise DataError("images of different sizes need a size to be stacked: call with_size(...) first")
-        if len(sub) == 0:
-            return np.zeros((0, *sub.size, sub.channels), np.uint8)
-        from tlzoo.data.stream import image_batches
-
-        return np.concatenate(list(image_batches(sub, batch_size=64)))
-
-    def astype(self, dtype: Any) -> np.ndarray:
-        return self.load().astype(dtype)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        x = self.load()
-        return x if dtype is None else x.astype(dtype)
 
     def __repr__(self) -> str:
         return f"ImageFiles({len(self)} files, shape={self.shape}, root={self.root!r})"
@@ -270,7 +309,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def is_lazy(x: Any) -> bool:
-    return isinstance(x, ImageFiles)
+    return isinstance(x, LazyImages)
 
 
 def index_files(paths: Sequence[str], *, where: str, skip_bad: bool, verbose: bool,

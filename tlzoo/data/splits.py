@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tlzoo.data.images import ImageFiles, is_lazy
+from tlzoo.data.images import LazyImages, is_lazy
 from tlzoo.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -52,7 +52,7 @@ class DataSplits:
         """Stream file-backed images at the model's input size (arrays are unchanged)."""
         for name in SPLITS:
             s = self.split(name)
-            if isinstance(s.x, ImageFiles):
+            if isinstance(s.x, LazyImages):
                 s.x = s.x.with_size(size)
         return self
 
@@ -64,7 +64,7 @@ class DataSplits:
         digest = hashlib.sha256()
         for name in SPLITS:
             s = self.split(name)
-            if isinstance(s.x, ImageFiles):
+            if isinstance(s.x, LazyImages):
                 digest.update(f"{name}files{len(s.x)}".encode())
                 s.x.digest(digest)
                 arrays: tuple[Any, ...] = (s.y,) if s.groups is None else (s.y, s.groups)

@@ -14,6 +14,7 @@ Samples are written to a temporary name and renamed, so a killed run leaves no h
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -119,17 +120,15 @@ def make_dataset(
     rest: tuple[Any, ...] = (y,) if sample_weight is None else (y, sample_weight)
     resize: Callable[[Any], Any] | None = None
     if is_lazy(split.x):
-        files = split.x.with_size(image_size) if image_size else split.x
-        order = np.arange(len(files))
+        images = copy.copy(split.x.with_size(image_size) if image_size else split.x)
+        if cache_dir is not None:
+            images.cache_dir = str(cache_dir)
+        order = np.arange(len(images))
         if shard is not None:
             n_shards, index = shard
             order = np.concatenate([order, order[:(-len(order)) % n_shards]])[index::n_shards]
-        ds = tf.data.Dataset.from_tensor_slices(order)
-        if training:
-            ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
-        pixels, labels = pixels_fn(files, cache_dir if cache_dir is not None else getattr(files, "cache_dir", None)), \
-            _labels(rest)
-        ds = ds.map(lambda i: (pixels(i), *labels(i)), num_parallel_calls=tf.data.AUTOTUNE)
+        labels = _labels(rest)
+        ds = images.elements(order, training=training, seed=seed).map(lambda i, img: (img, *labels(i)))
     else:
         if shard is not None:
             raise ValueError("shard applies to file sources; arrays are sharded by the distribution strategy")
@@ -149,18 +148,17 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def image_batches(x: Any, batch_size: int = 64, cache_dir: str | os.PathLike[str] | None = None) -> Iterator[np.ndarray]:
+def image_batches(x: Any, batch_size: int = 64) -> Iterator[np.ndarray]:
     """Numpy batches of a split's images in index order: decoded in parallel for files, sliced for arrays."""
     if not is_lazy(x):
         for i in range(0, len(x), batch_size):
             yield np.asarray(x[i:i + batch_size])
         return
-    import tensorflow as tf
+    yield from _image_stream(x).batch(batch_size).prefetch(2).as_numpy_iterator()
 
-    pixels = pixels_fn(x, cache_dir if cache_dir is not None else getattr(x, "cache_dir", None))
-    ds = tf.data.Dataset.range(len(x)).map(pixels, num_parallel_calls=tf.data.AUTOTUNE)
-    for batch in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-        yield batch
+
+def _image_stream(x: Any) -> Any:
+    return x.elements(np.arange(len(x))).map(lambda i, img: img)
 
 
 def predict_batches(model: Any, x: Any, batch_size: int) -> Any:
@@ -169,6 +167,4 @@ def predict_batches(model: Any, x: Any, batch_size: int) -> Any:
         return model.predict(x, batch_size=batch_size, verbose=0)
     import tensorflow as tf
 
-    ds = tf.data.Dataset.range(len(x)).map(pixels_fn(x, getattr(x, "cache_dir", None)),
-                                           num_parallel_calls=tf.data.AUTOTUNE)
-    return model.predict(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE), verbose=0)
+    return model.predict(_image_stream(x).batch(batch_size).prefetch(tf.data.AUTOTUNE), verbose=0)
