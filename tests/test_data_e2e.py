@@ -104,3 +104,30 @@ def test_predict_from_run_and_onnx_export_give_identical_labels(tmp_path):
     assert [r["label"] for r in a] == [r["label"] for r in b]
     diffs = [abs(float(x["p_pneumonia"]) - float(y["p_pneumonia"])) for x, y in zip(a, b)]
     assert max(diffs) < 1e-4
+
+
+def test_python_sources_arrays_dataframe_and_tf_data(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    x = np.stack([scan_pixels(int(v), 24, 24, rng) for v in y])[..., None]
+    run = adapt(fast_config(data=(x, y), out=str(tmp_path / "arrays"), schedule=HEAD_ONLY, calibration="none"))
+    assert run.config["adapt"]["data"] == "<in-memory builtins.tuple>" and run.metrics["test"]["n"] == 12
+
+    ds = tf.data.Dataset.from_tensor_slices({"image": x, "label": y})
+    run = adapt(fast_config(data=ds, out=str(tmp_path / "tfdata"), schedule=HEAD_ONLY, calibration="none"))
+    assert run.metrics["test"]["n"] == 12 and run.config["data"]["train"]["shape"] == [32, 32, 1]
+
+    table = image_table(tmp_path / "derm", n=40)
+    columns = {"path": [], "diagnosis": [], "site": []}  # a table of paths from Python (a DataFrame reads alike)
+    for line in table.read_text().splitlines()[1:]:
+        name, diagnosis, _, site = line.split(",")
+        columns["path"].append(name)
+        columns["diagnosis"].append(diagnosis)
+        columns["site"].append(site)
+    monkeypatch.chdir(tmp_path / "derm" / "images")  # paths are relative to the working directory
+    run = adapt(fast_config(data=columns, out=str(tmp_path / "frame"), schedule=HEAD_ONLY, calibration="none",
+                            group_by="site"))
+    assert run.config["data"]["reader"]["attribute_columns"] == ["site"]
+    assert set(run.metrics["subgroups"]["groups"]) == {"north", "south"}

@@ -47,7 +47,7 @@ class AdaptConfig:
     """Everything that defines a run; written back, resolved, as the run's ``config.yaml``."""
 
     plugin: str
-    data: str
+    data: Any  # a path, tfds:NAME, or in-memory data: arrays, a DataFrame, a tf.data.Dataset (tlzoo.data)
     out: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)  # how files are read (tlzoo.data.DataOptions)
     backbone: str | None = None  # default: the plugin's
@@ -190,6 +190,15 @@ def _licences(cfg: AdaptConfig, spec: Any) -> dict[str, Any]:
         return {"intended_use": None, "weights": {"licence": weights_licence or "unknown"},
                 "data": {"licence": cfg.data_licence or "unknown"}}
     return licence_gate(cfg.intended_use, weights_licence, cfg.data_licence)
+
+
+def _as_record(cfg: AdaptConfig) -> dict[str, Any]:
+    """The config as config.yaml records it: in-memory data (arrays, a DataFrame, a tf.data.Dataset)
+    is named by its type; evaluate / export / predict then need the data passed again."""
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    if not isinstance(cfg.data, (str, Path)):
+        fields["data"] = f"<in-memory {type(cfg.data).__module__}.{type(cfg.data).__name__}>"
+    return {k: (v if k == "data" else json.loads(json.dumps(v, default=str))) for k, v in fields.items()}
 
 
 def run_plugin(cfg: AdaptConfig | dict[str, Any]) -> Any:
@@ -336,7 +345,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     monitor = "val_" + plugin.monitor
 
     resolved = {
-        "adapt": {**dataclasses.asdict(cfg), "out": str(run_dir), "backbone": backbone_name, "input_size": input_size},
+        "adapt": {**_as_record(cfg), "out": str(run_dir), "backbone": backbone_name, "input_size": input_size},
         "distribution": dist.describe(),
         "licences": licences,
         "schedule": schedule.to_dict(),

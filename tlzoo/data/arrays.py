@@ -59,6 +59,13 @@ def read_npz(
         raise DataError(f"data file {str(path)!r} does not exist") from None
     except Exception as exc:
         raise DataError(f"cannot read {str(path)!r} as .npz: {exc}") from None
+    return read_arrays(arrays, str(path), seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+def read_arrays(arrays: dict[str, Any], path: str = "arrays", *, seed: int = 0, val_fraction: float = 0.1,
+                test_fraction: float = 0.2) -> DataSplits:
+    """In-memory arrays under the keys an .npz has (see ``read_npz``)."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
     notes: list[str] = []
     if all(f"{s}_images" in arrays and f"{s}_labels" in arrays for s in ("train", "test")):
         split = {}
@@ -89,7 +96,7 @@ def read_npz(
         )
     names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else []
     has_groups = any(s.groups is not None for s in (train, val, test))
-    return DataSplits(train, val, test, names, str(path), notes, group_by="groups" if has_groups else None)
+    return DataSplits(train, val, test, names, path, notes, group_by="groups" if has_groups else None)
 
 
 def array_fingerprint(x: np.ndarray) -> str:

@@ -97,10 +97,17 @@ def _listed(problem: str, items: list[str], path: Path, fix: str) -> DataError:
 def read_table(path: str | os.PathLike[str], *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
                options: DataOptions | None = None) -> DataSplits:
     """A label table and the files it names."""
-    options = options or DataOptions()
     path = Path(path)
     header, rows = read_rows(path)
-    base = path.parent.resolve()
+    return table_splits(header, rows, path.parent.resolve(), path, seed=seed, val_fraction=val_fraction,
+                        test_fraction=test_fraction, options=options)
+
+
+def table_splits(header: list[str], rows: list[dict[str, str]], base: Path, path: Path, *, seed: int = 0,
+                 val_fraction: float = 0.1, test_fraction: float = 0.2, options: DataOptions | None = None
+                 ) -> DataSplits:
+    """The rows of a table (from a file, or a DataFrame) whose paths are relative to ``base``."""
+    options = options or DataOptions()
     path_col = _pick(header, options.path_column, PATH_COLUMNS, "path", path)
     label_cols = [c.strip() for c in options.label_column.split(",")] if options.label_column and "," in \
         options.label_column else [_pick(header, options.label_column, LABEL_COLUMNS, "label", path)]
@@ -152,6 +159,24 @@ def read_table(path: str | os.PathLike[str], *, seed: int = 0, val_fraction: flo
     return build_splits(Rows(files, labels, split, attributes), names, source=str(path), root=str(base),
                         options=options, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                         notes=[f"label table {path.name}: {len(files)} rows"], report=report)
+
+
+def frame_rows(frame: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """A pandas DataFrame (anything with ``columns`` and ``to_dict("records")``), or a dict of
+    equally long columns, as table rows."""
+    if isinstance(frame, dict):
+        lengths = {k: len(v) for k, v in frame.items()}
+        if len(set(lengths.values())) != 1:
+            raise DataError(f"the columns of a table differ in length: {lengths}")
+        records = [dict(zip(frame, values)) for values in zip(*frame.values())]
+    else:
+        records = frame.to_dict("records")
+    header = [str(c) for c in frame]
+
+    def cell(v: Any) -> str:  # pandas holds empty cells as NaN
+        return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip()
+
+    return header, [{str(k): cell(v) for k, v in r.items()} for r in records]
 
 
 def _labels(rows: list[dict[str, str]], cols: list[str], options: DataOptions, path: Path
