@@ -131,3 +131,16 @@ def test_python_sources_arrays_dataframe_and_tf_data(tmp_path, monkeypatch):
                             group_by="site"))
     assert run.config["data"]["reader"]["attribute_columns"] == ["site"]
     assert set(run.metrics["subgroups"]["groups"]) == {"north", "south"}
+
+
+def test_domain_adaptation_target_and_hybrid_source_as_folders(tmp_path):
+    source = mixed_class_folders(tmp_path / "source", n_per_class=16)
+    target = mixed_class_folders(tmp_path / "target", n_per_class=6, seed=1)  # unlabelled: its folders are ignored
+    hybrid = mixed_class_folders(tmp_path / "hybrid", n_per_class=10, seed=2)
+    run = _run(tmp_path, source, domain_adaptation="coral", target_data=str(target), hybrid_source=str(hybrid),
+               hybrid_ratio=0.3)
+    method = run.config["adaptation_method"]
+    assert method["methods"] == ["coral", "hybrid"]
+    assert method["coral"]["target_data"]["n"] == 12 and method["coral"]["target_data"]["shape"] == [32, 32, 3]
+    assert len(method["coral"]["target_data"]["fingerprint"]) == 64
+    assert run.metrics["test"]["n"] > 0

@@ -22,7 +22,11 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from tlzoo.data import IMAGE_SUFFIXES, DataSplits, Split, _as_images, _load_image, array_fingerprint, resolve_path
+from tlzoo.data import (IMAGE_SUFFIXES, DataOptions, DataSplits, ImageFiles, Split, _as_images, array_fingerprint,
+                        is_lazy, resolve_path)
+from tlzoo.data.folders import list_files
+from tlzoo.data.images import index_files
+from tlzoo.data.stream import shuffled_samples
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.model import backbone_call
 
@@ -251,9 +255,10 @@ class _LambdaSchedule(keras.callbacks.Callback):
 # ---------------------------------------------------------------- data
 
 
-def read_unlabelled_images(source: str) -> np.ndarray:
+def read_unlabelled_images(source: str, *, skip_bad: bool = False) -> Any:
     """Unlabelled target images: an .npz with ``images`` (or ``train_images``; labels, if any, are ignored),
-    or a folder of image files (searched recursively). One size for all images."""
+    or a folder of image files of any size, mode and format (searched recursively; streamed like the
+    training data, every bad file listed)."""
     path = resolve_path(source)
     if path.suffix == ".npz" and path.is_file():
         try:
@@ -268,15 +273,11 @@ def read_unlabelled_images(source: str) -> np.ndarray:
         except Exception as exc:
             raise DataError(f"cannot read target data {source!r} as .npz: {exc}") from None
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        files, _, _ = list_files(path)
         if not files:
             raise DataError(f"target data folder {source!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        images = [_load_image(f) for f in files]
-        shapes = sorted({im.shape for im in images})
-        if len(shapes) > 1:
-            raise DataError(f"target data {source!r}: images differ in size {shapes[:4]}; "
-                            "resize them to one size first")
-        return _as_images(np.stack(images), str(path))
+        good, infos, _, channels = index_files(files, where=f"target data {source!r}", skip_bad=skip_bad, verbose=False)
+        return ImageFiles(np.asarray(files)[good], [i.route for i in infos], channels, root=str(path))
     raise DataError(f"target data {source!r} does not exist (an .npz with 'images', or a folder of images)")
 
 
@@ -299,9 +300,7 @@ def hybrid_dataset(target: Split, source: Split, ratio: float, batch_size: int, 
     steps = steps or hybrid_steps(len(target), len(source), ratio, batch_size)
 
     def stream(split: Split, offset: int) -> Any:
-        ds = tf.data.Dataset.from_tensor_slices((split.x, split.y)).cache()
-        ds = ds.shuffle(min(len(split), 10_000), seed=seed + offset, reshuffle_each_iteration=True).repeat()
-        return ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+        return shuffled_samples(split.x, split.y, seed=seed + offset)
 
     if ratio <= 0.0:
         ds = stream(target, 0)
@@ -316,17 +315,26 @@ def hybrid_dataset(target: Split, source: Split, ratio: float, batch_size: int, 
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def paired_dataset(labelled: Any, target_x: np.ndarray, batch_size: int, *, seed: int = 0, augment: Any = None) -> Any:
+def paired_dataset(labelled: Any, target_x: Any, batch_size: int, *, seed: int = 0, augment: Any = None) -> Any:
     """``((x_source, x_target), y[, w])`` batches: each labelled batch with a batch of unlabelled target
     images (repeated and reshuffled, augmented like the source); the epoch ends with the labelled data."""
     import tensorflow as tf
 
-    tgt = tf.data.Dataset.from_tensor_slices(target_x).cache()
-    tgt = tgt.shuffle(min(len(target_x), 10_000), seed=seed + 7, reshuffle_each_iteration=True).repeat()
-    tgt = tgt.batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
+    tgt = shuffled_samples(target_x, seed=seed + 7).batch(batch_size)
     if augment is not None:
         tgt = tgt.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return tf.data.Dataset.zip((labelled, tgt)).map(lambda a, t: ((a[0], t), *a[1:])).prefetch(tf.data.AUTOTUNE)
+
+
+def fingerprint_of(x: Any) -> str:
+    """sha256 of an image array, or of image files (their paths and bytes, as DataSplits.fingerprint)."""
+    if not is_lazy(x):
+        return array_fingerprint(x)
+    import hashlib
+
+    digest = hashlib.sha256()
+    x.digest(digest)
+    return digest.hexdigest()
 
 
 def _resize_to(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -480,8 +488,12 @@ def plan(cfg: Any, plugin: Any, data: DataSplits, *, strategy_kind: str, augment
     channels = int(data.train.x.shape[-1])
     if p.l2sp is not None and cfg.weights is None:
         p.notes.append("L2-SP with random initialisation pulls toward the initial weights, not pretrained ones")
+    from tlzoo.adapt import input_size_for, read_run_data  # adapt imports this module
+
     if p.method:
-        x = read_unlabelled_images(cfg.target_data)
+        x = read_unlabelled_images(cfg.target_data, skip_bad=DataOptions.from_dict(cfg.data_options).skip_bad_files)
+        if is_lazy(x):
+            x = x.with_size(input_size_for(cfg, plugin))
         if x.shape[-1] != channels:
             raise DataError(f"target data {cfg.target_data!r} has {x.shape[-1]} channel(s), the source data "
                             f"{channels}; the model's input fixes the channel count (convert the target images, "
@@ -492,12 +504,12 @@ def plan(cfg: Any, plugin: Any, data: DataSplits, *, strategy_kind: str, augment
             raise DataError(f"target data {cfg.target_data!r} contains NaN or infinite values")
         p.target_x = x
         p.target_record = {"source": str(cfg.target_data), "n": len(x), "shape": list(x.shape[1:]),
-                           "fingerprint": array_fingerprint(x), "labels": "not used"}
+                           "fingerprint": fingerprint_of(x), "labels": "not used"}
         if x.shape[1:3] != data.train.x.shape[1:3]:
             p.notes.append(f"target images {x.shape[1]}x{x.shape[2]} vs source {data.train.x.shape[1]}x"
                            f"{data.train.x.shape[2]}: both resized to the input size inside the model")
     if cfg.hybrid_source:
-        src = plugin.read_data(cfg.hybrid_source, seed=cfg.seed)
+        src = read_run_data(cfg, plugin, cfg.hybrid_source)  # file sources: at the input size
         plugin.check_data(src)
         if src.train.x.shape[-1] != channels:
             raise DataError(f"hybrid source {cfg.hybrid_source!r} has {src.train.x.shape[-1]} channel(s), the target "

@@ -148,6 +148,21 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def shuffled_samples(x: Any, y: np.ndarray | None = None, *, seed: int = 0) -> Any:
+    """Unbatched float32 images (with their labels when ``y`` is given), reshuffled and repeated without
+    end: arrays from memory, files decoded in the stream (domain adaptation's target, hybrid batches)."""
+    import tensorflow as tf
+
+    if is_lazy(x):
+        labels = None if y is None else tf.constant(y)
+        ds = x.elements(np.arange(len(x)), training=True, seed=seed).repeat()
+        return ds.map(lambda i, img: tf.cast(img, tf.float32) if labels is None
+                      else (tf.cast(img, tf.float32), tf.gather(labels, i)))
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y)).cache()
+    ds = ds.shuffle(min(len(x), 10_000), seed=seed, reshuffle_each_iteration=True).repeat()
+    return ds.map(lambda *a: tf.cast(a[0], tf.float32) if y is None else (tf.cast(a[0], tf.float32), a[1]))
+
+
 def image_batches(x: Any, batch_size: int = 64) -> Iterator[np.ndarray]:
     """Numpy batches of a split's images in index order: decoded in parallel for files, sliced for arrays."""
     if not is_lazy(x):
