@@ -298,3 +298,35 @@ def test_classify_mode_trains_and_reports_confusion_matrix(tmp_path, weights_dir
     assert len(t["per_class_recall"]) == 3 and np.asarray(t["confusion_matrix"]).sum() == 54
     assert t["accuracy"] > 0.8, t
     assert (res.run_dir / "confusion_matrix.png").is_file()
+
+
+def test_predict_scores_anomaly_image_files_and_writes_heat_maps(tiles_npz, tmp_path):
+    """``tlzoo predict`` on an anomaly run: a score per file (equal to the run's model on the same
+    pixels), the label at the run's threshold, and one heat-map PNG per file on request."""
+    import csv
+
+    from PIL import Image
+
+    import tlzoo
+    from tlzoo.adapt import load_model
+
+    run = tlzoo.adapt(anomaly_config(tiles_npz, tmp_path / "run")).run_dir
+    threshold = json.loads((run / "metrics.json").read_text())["test"]["threshold"]
+    with np.load(tiles_npz) as f:
+        x, y = f["images"], f["labels"]
+    picks = [0, 1, 170, 190]  # two defect-free tiles, two defective
+    for i in picks:
+        Image.fromarray(x[i][..., 0]).save(tmp_path / f"tile_{i}.png")
+    out = tlzoo.predict(run, [tmp_path / f"tile_{i}.png" for i in picks], tmp_path / "p.csv",
+                        heatmaps=tmp_path / "maps", verbose=0)
+    rows = list(csv.DictReader(open(out.out)))
+    model_scores = np.asarray(load_model(run / "model.keras")(x[picks].astype(np.float32))["probabilities"])[:, 0]
+    np.testing.assert_allclose([float(r["score"]) for r in rows], model_scores, rtol=1e-4)
+    assert [r["label_index"] for r in rows] == [str(int(s >= threshold)) for s in model_scores]
+    assert sorted(p.name for p in (tmp_path / "maps").glob("*.png")) == sorted(f"tile_{i}.png" for i in picks)
+    from support import fast_config
+
+    clf = tlzoo.adapt(fast_config(data=str(tiles_npz), plugin="defect-detection", out=str(tmp_path / "clf"),
+                                  calibration="none")).run_dir
+    with pytest.raises(ConfigError, match="heat maps come with anomaly runs"):
+        tlzoo.predict(clf, tmp_path / "tile_0.png", heatmaps=tmp_path / "m2", verbose=0)

@@ -245,7 +245,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tlzoo.predict import predict
 
     options = {"path_column": args.path_column} if args.path_column else {}
-    result = predict(args.model_dir, args.data, args.out, fmt=args.format, batch_size=args.batch_size, options=options)
+    result = predict(args.model_dir, args.data, args.out, fmt=args.format, batch_size=args.batch_size, options=options,
+                     heatmaps=args.heatmaps)
     print(f"{result.n_files - result.n_errors:,} of {result.n_files:,} files scored ({result.images_per_s:,.0f} images/s); "
           f"{result.n_errors} unreadable (their rows hold the error); predictions: {result.out}")
     return 0
@@ -526,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", help="export directory: savedmodel, onnx, tflite ... (default: the first exported)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--path-column", help="label table: the file column")
+    p.add_argument("--heatmaps", metavar="DIR", help="anomaly runs: one PNG per file, the image beside its anomaly map")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a run to SavedModel / ONNX / TFLite, verified for parity, with a model card")

@@ -87,9 +87,10 @@ def _runner(model_dir: Path, fmt: str | None) -> tuple[Any, Any, str, dict[str, 
 
 def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike[str] | None = None, *,
             fmt: str | None = None, batch_size: int = 64, options: DataOptions | dict[str, Any] | None = None,
-            verbose: int = 1) -> PredictResult:
+            heatmaps: str | os.PathLike[str] | None = None, verbose: int = 1) -> PredictResult:
     """Score every file of ``data`` with a run (Keras) or an export (``fmt``: one of its formats,
-    default the first). Writes ``out`` (CSV) atomically when given."""
+    default the first). Writes ``out`` (CSV) atomically when given. Anomaly runs: ``heatmaps``, a
+    folder for one PNG per file, the image beside its anomaly map."""
     options = options if isinstance(options, DataOptions) else DataOptions.from_dict(options)
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -105,10 +106,20 @@ def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike
     images = ImageFiles(np.asarray(files)[good] if good else np.zeros(0, str), [infos[i].route for i in good],
                         int(channels), (int(h), int(w)), cache_dir=None)
     outputs: dict[str, list[np.ndarray]] = {}
+    from tlzoo.anomaly.patchcore import MAP_OUTPUT
+
+    anomaly = MAP_OUTPUT in contract.extra_outputs
+    if heatmaps is not None and not anomaly:
+        raise ConfigError("heat maps come with anomaly runs; for a classifier use `tlzoo explain` (Grad-CAM)")
     done, last = 0, time.perf_counter()
     for batch in image_batches(images, batch_size):
-        for k, v in runner(batch.astype(contract.dtype)).items():
-            outputs.setdefault(k, []).append(np.asarray(v))
+        result = runner(batch.astype(contract.dtype))
+        if heatmaps is not None:
+            _write_heatmaps(Path(heatmaps), batch, result, [files[good[done + j]] for j in range(len(batch))],
+                            contract.threshold)
+        for k, v in result.items():
+            if k not in contract.extra_outputs:  # maps are written as PNGs, not held
+                outputs.setdefault(k, []).append(np.asarray(v))
         done += len(batch)
         if verbose and (time.perf_counter() - last > 2 or done == len(images)):
             rate = done / max(time.perf_counter() - t0, 1e-9)
@@ -118,7 +129,7 @@ def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike
         print(file=sys.stderr)
     seconds = time.perf_counter() - t0
     merged = {k: np.concatenate(v) for k, v in outputs.items()}
-    rows = _rows(files, infos, good, merged, contract)
+    rows = _rows(files, infos, good, merged, contract, anomaly)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +141,20 @@ def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike
     return PredictResult(out, rows, len(files), n_err, seconds, what)
 
 
-def _rows(files: list[str], infos: list[Any], good: list[int], out: dict[str, np.ndarray], contract: Any
-          ) -> list[dict[str, Any]]:
+def _write_heatmaps(folder: Path, images: np.ndarray, result: dict[str, np.ndarray], paths: list[str],
+                    threshold: float) -> None:
+    from tlzoo.anomaly.patchcore import MAP_OUTPUT
+    from tlzoo.plots import overlay_grid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for img, amap, score, path in zip(images, result[MAP_OUTPUT], result["probabilities"][:, 0], paths):
+        name = Path(path).stem
+        overlay_grid([img], [amap], [f"{Path(path).name}: score {score:.3g} (threshold {threshold:.3g})"],
+                     folder / f"{name}.png", vmin=0.0, vmax=2 * threshold, label="anomaly map")
+
+
+def _rows(files: list[str], infos: list[Any], good: list[int], out: dict[str, np.ndarray], contract: Any,
+          anomaly: bool = False) -> list[dict[str, Any]]:
     names = list(contract.class_names) or [str(i) for i in range(contract.num_outputs)]
     position = {i: k for k, i in enumerate(good)}
     probs, labels = out.get("probabilities"), out.get("label")
@@ -149,7 +172,9 @@ def _rows(files: list[str], infos: list[Any], good: list[int], out: dict[str, np
             row["label_index"] = "|".join(str(j) for j, v in enumerate(lab) if v)
         else:
             row["label"], row["label_index"] = (names[int(lab)] if int(lab) < len(names) else str(int(lab))), int(lab)
-        if contract.task == "binary" and p.shape[-1] == 1:
+        if anomaly:  # the raw anomaly score; the label is score >= threshold
+            row["score"] = float(p[0])
+        elif contract.task == "binary" and p.shape[-1] == 1:
             row[f"p_{names[-1]}"] = float(p[0])
         else:
             row.update({f"p_{n}": float(v) for n, v in zip(names, p)})
