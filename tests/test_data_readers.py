@@ -234,3 +234,20 @@ def test_data_options_are_checked():
         DataOptions.from_dict({"colour": "rgb"})
     with pytest.raises(Exception, match="channels must be one of"):
         DataOptions.from_dict({"channels": "cmyk"})
+
+
+def test_fingerprint_recomputes_from_the_source_alone_as_documented(tmp_path):
+    """The README's recipe, written out by a receiver with hashlib only."""
+    import hashlib
+
+    root = split_folders(tmp_path / "x", {"train": 4, "val": 2, "test": 2}, {s: ("a", "b") for s in ("train", "val", "test")})
+    d = read_source(str(root), options={"verbose": False})
+    digest = hashlib.sha256()
+    for split in ("train", "val", "test"):
+        s = d.split(split)
+        digest.update(f"{split}files{len(s)}".encode())
+        for rel in s.attributes["filenames"]:  # the index order; paths relative to the source folder
+            digest.update(rel.encode() + b"\0" + hashlib.sha256((root / rel).read_bytes()).hexdigest().encode())
+        y = np.ascontiguousarray(s.y, dtype=np.int64)
+        digest.update(f"{split}{y.dtype}{y.shape}".encode() + y.tobytes())
+    assert digest.hexdigest() == d.fingerprint()
