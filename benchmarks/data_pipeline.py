@@ -66,6 +66,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shared_data import cpu_name
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS_DIR = HERE.parent.parent / "shared" / "weights" / "keras" / "models"
 CLASSES = ("classA", "classB")
@@ -331,16 +333,6 @@ def _run_figures(run_dir: Path) -> dict[str, Any]:
             "wall_time_s_recorded": config.get("wall_time_s")}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _versions(env: dict[str, str]) -> dict[str, str]:
     code = "import tlzoo, tensorflow as tf, keras; print(tlzoo.__version__, tf.__version__, keras.__version__)"
     try:
@@ -530,7 +522,7 @@ def _summarise(args: argparse.Namespace, gen: dict[str, Any], jobs: dict[str, An
         "data": gen, "keras_weights": str(weights_file), "keras_augment": args.keras_augment,
         "rss_method": "each job runs in its own subprocess that reports getrusage(RUSAGE_SELF).ru_maxrss at exit "
                       "(max with RUSAGE_CHILDREN); /usr/bin/time -v figure beside it as a cross-check",
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "versions": _versions(env),
         "note": "a shared machine: other jobs may have run at the same time, so times are noisy; the images are in "

@@ -23,18 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from shared_data import cpu_name  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 BASELINE = "keras_predict_on_batch"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -137,7 +129,7 @@ def _measure(args: argparse.Namespace, run_dir: Path, export_dir: Path, formats:
         "warmup": args.warmup,
         "threads": args.threads,
         "baseline": BASELINE,
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "load_average_at_end": list(os.getloadavg())},
         "versions": info.get("versions"),
         "artefact_bytes": {f: info["formats"][f]["bytes"] for f in formats},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -12,3 +13,14 @@ def find_data(name: str = "pneumoniamnist.npz") -> Path:
         if base and (Path(base) / name).is_file():
             return Path(base) / name
     raise SystemExit(f"{name} not found: set TLZOO_DATA_DIR")
+
+
+def cpu_name() -> str:
+    """The processor's model name, for the record beside timings."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
