@@ -553,7 +553,7 @@ def _plot(s: dict[str, Any], path: Path) -> None:
     bars = a.bar(names, vals, color=colors)
     a.bar_label(bars, fmt="%.0f")
     chk = s["checks"].get("epoch1_throughput_vs_keras")
-    a.set_title(f"training throughput (images/s)" + (f": {chk['ratio']}x Keras" if chk else ""))
+    a.set_title("training throughput (images/s)" + (f": {chk['ratio']}x Keras" if chk else ""))
     a.set_ylabel("images / s")
 
     cache = (jobs.get("tlzoo_adapt_cache") or {}).get("result")

@@ -23,7 +23,7 @@ from tlzoo.data.folders import list_files
 from tlzoo.data.images import ImageFiles, scan
 from tlzoo.data.index import DataOptions
 from tlzoo.data.stream import image_batches
-from tlzoo.data.tables import TABLE_SUFFIXES, _pick, _resolve, PATH_COLUMNS, read_rows
+from tlzoo.data.tables import PATH_COLUMNS, TABLE_SUFFIXES, pick_column, read_rows, resolve_file
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.rundir import write_text_atomic
 
@@ -55,9 +55,9 @@ def collect_files(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
             files += found
         elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
             header, rows = read_rows(path)
-            col = _pick(header, options.path_column, PATH_COLUMNS, "path", path)
+            col = pick_column(header, options.path_column, PATH_COLUMNS, "path", path)
             for row in rows:  # a missing file becomes a row with its error, like an unreadable one
-                found_file = _resolve(path.parent, row[col])
+                found_file = resolve_file(path.parent, row[col])
                 files.append(str(found_file) if found_file else str(path.parent / row[col]))
         elif path.exists() or not path.suffix.lower() in TABLE_SUFFIXES:
             files.append(str(path))

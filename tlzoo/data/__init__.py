@@ -10,7 +10,7 @@ the tf.data stream.
 """
 from __future__ import annotations
 
-from tlzoo.data.arrays import _as_images, _as_labels, array_fingerprint, read_npz
+from tlzoo.data.arrays import _as_images, _as_labels, array_fingerprint, read_npz  # noqa: F401 (older imports)
 from tlzoo.data.folders import read_folder
 from tlzoo.data.images import IMAGE_SUFFIXES, ImageFiles, decode_file, is_lazy, load_image
 

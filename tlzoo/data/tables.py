@@ -64,7 +64,7 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def _pick(header: Sequence[str], given: str | None, defaults: Sequence[str], what: str, path: Path,
+def pick_column(header: Sequence[str], given: str | None, defaults: Sequence[str], what: str, path: Path,
           required: bool = True) -> str | None:
     lower = {h.lower(): h for h in header}
     if given:
@@ -81,7 +81,7 @@ def _pick(header: Sequence[str], given: str | None, defaults: Sequence[str], wha
     return None
 
 
-def _resolve(base: Path, cell: str) -> Path | None:
+def resolve_file(base: Path, cell: str) -> Path | None:
     """The file a path cell names, trying ``images/`` and the image suffixes; None if none exists."""
     candidates = [base / cell, base / "images" / cell]
     if not os.path.splitext(cell)[1]:
@@ -108,16 +108,16 @@ def table_splits(header: list[str], rows: list[dict[str, str]], base: Path, path
                  ) -> DataSplits:
     """The rows of a table (from a file, or a DataFrame) whose paths are relative to ``base``."""
     options = options or DataOptions()
-    path_col = _pick(header, options.path_column, PATH_COLUMNS, "path", path)
+    path_col = pick_column(header, options.path_column, PATH_COLUMNS, "path", path)
     label_cols = [c.strip() for c in options.label_column.split(",")] if options.label_column and "," in \
-        options.label_column else [_pick(header, options.label_column, LABEL_COLUMNS, "label", path)]
-    label_cols = [_pick(header, c, (), "label", path) for c in label_cols]
-    split_col = _pick(header, options.split_column, SPLIT_COLUMNS, "split", path, required=False)
+        options.label_column else [pick_column(header, options.label_column, LABEL_COLUMNS, "label", path)]
+    label_cols = [pick_column(header, c, (), "label", path) for c in label_cols]
+    split_col = pick_column(header, options.split_column, SPLIT_COLUMNS, "split", path, required=False)
 
     files, missing, escaping, seen, dupes = [], [], [], {}, []
     for n, row in enumerate(rows, start=2):
         cell = row[path_col]
-        found = _resolve(base, cell) if cell else None
+        found = resolve_file(base, cell) if cell else None
         if not cell or found is None:
             missing.append(f"line {n}: {cell!r}")
             continue
