@@ -68,6 +68,11 @@ def test_image_table_with_group_by_a_column(tmp_path):
     assert evaluate(result.run_dir)["n"] == result.metrics["test"]["n"]
     predict(result.run_dir, table, tmp_path / "p.csv", verbose=0)
     assert len(_rows(tmp_path / "p.csv")) == 80
+    from tlzoo.export import export
+
+    export(result.run_dir, formats=["savedmodel"], out=tmp_path / "export", verbose=0)
+    card = (tmp_path / "export" / "model_card.md").read_text()
+    assert "read as label table, 3 channel(s); per-sample attributes: sex, site" in card
 
 
 def test_dicom_folder_with_group_by_a_header_field(tmp_path):

@@ -96,9 +96,21 @@ def _data(config: dict[str, Any], export_info: dict[str, Any]) -> dict[str, Any]
         "splits": {s: {"n": d[s]["n"], "label_counts": d[s]["per_class"], "sample_shape": d[s].get("shape")}
                    for s in ("train", "val", "test") if s in d},
         "notes": d.get("notes", []),
+        "reader": _reader(d.get("reader") or {}),
         "label_fraction": adapt.get("label_fraction"),
         "labels_per_class": adapt.get("labels_per_class"),
     }
+
+
+def _reader(r: dict[str, Any]) -> dict[str, Any]:
+    """How files were read: layout, per-sample attributes, channel rule, what was skipped and warned."""
+    if not r:
+        return {}
+    return {"layout": r.get("layout"), "attributes": r.get("attribute_columns") or [],
+            "channels": (r.get("channels") or {}).get("count"),
+            "skipped": {"unreadable": len(r.get("skipped_bad_files") or []), "other": r.get("skipped_other_files", 0),
+                        "hidden": r.get("skipped_hidden_files", 0)},
+            "warnings": r.get("warnings") or []}
 
 
 def _test_metrics(export_info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -260,6 +272,12 @@ def render_markdown(card: dict[str, Any]) -> str:
     for split, s in d["splits"].items():
         lines.append(f"  - {split}: {s['n']} samples, label counts {s['label_counts']}")
     lines += [f"  - {n}" for n in d["notes"]]
+    r = d.get("reader") or {}
+    if r:
+        lines.append(f"  - read as {r['layout']}, {r['channels']} channel(s); per-sample attributes: "
+                     f"{', '.join(r['attributes']) or 'none'}; skipped: {r['skipped']['unreadable']} unreadable, "
+                     f"{r['skipped']['other']} non-image, {r['skipped']['hidden']} hidden files")
+        lines += [f"  - warning: {w}" for w in r["warnings"]]
     lines += [f"- seed {lin['seed']}, batch size {lin['batch_size']}", "", "### Freeze schedule as run", "",
               "| stage | trainable | lr | lr decay | epochs planned | epochs run | seconds |",
               "|---|---|---|---|---|---|---|"]

@@ -80,6 +80,7 @@ def build_splits(rows: Rows, class_names: list[str], *, source: str, root: str, 
     if dicom:  # header fields as attributes ("" for the non-DICOM files of a mixed source)
         for key in dicom[0]:
             attributes.setdefault(key, np.asarray([(i.attributes or {}).get(key, "") for i in infos], dtype=str))
+    report["attribute_columns"] = sorted(k for k in attributes if k != "filenames")  # for --group-by, the card
     full = Split(files, rows.labels[good], attributes=attributes)
     if bad:
         report["skipped_bad_files"] = [{"path": os.path.relpath(p, root), "reason": r} for p, r in bad]
