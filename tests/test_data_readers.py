@@ -251,3 +251,27 @@ def test_fingerprint_recomputes_from_the_source_alone_as_documented(tmp_path):
         y = np.ascontiguousarray(s.y, dtype=np.int64)
         digest.update(f"{split}{y.dtype}{y.shape}".encode() + y.tobytes())
     assert digest.hexdigest() == d.fingerprint()
+
+
+def test_arrays_and_the_same_images_as_files_stream_identical_batches(tmp_path):
+    """One rule: an .npz and its images written as PNGs (a table in the same order) give the training
+    loop the same pixels, in the same shuffled order, at the model's input size."""
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    x = np.stack([scan_pixels(int(v), 28, 28, rng) for v in y])
+    np.savez(tmp_path / "d.npz", train_images=x[:24], train_labels=y[:24], val_images=x[24:32],
+             val_labels=y[24:32], test_images=x[32:], test_labels=y[32:])
+    lines = ["path,label,split"]
+    for i in range(40):
+        Image.fromarray(x[i]).save(tmp_path / f"{i:03d}.png")
+        lines.append(f"{i:03d}.png,{y[i]},{'train' if i < 24 else 'val' if i < 32 else 'test'}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    arrays = read_source(str(tmp_path / "d.npz"))
+    files = read_source(str(tmp_path / "labels.csv"), options={"verbose": False}).set_input_size(40)
+    a = [(b.numpy(), l.numpy()) for b, l in make_dataset(arrays.train, batch_size=8, training=True, seed=3, image_size=40)]
+    f = [(b.numpy(), l.numpy()) for b, l in make_dataset(files.train, batch_size=8, training=True, seed=3, image_size=40)]
+    assert len(a) == len(f) == 3
+    for (xa, ya), (xf, yf) in zip(a, f):
+        np.testing.assert_array_equal(ya, yf)
+        np.testing.assert_array_equal(xa, xf)
+        assert xa.shape[1:] == (40, 40, 1)

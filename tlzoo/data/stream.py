@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from tlzoo.data.images import ImageFiles, decode_op, is_lazy
+from tlzoo.data.images import ImageFiles, decode_op, is_lazy, resize_op
 
 CACHE_VERSION = "1"  # bump when the decoding rule changes: old entries then miss
 
@@ -90,9 +90,13 @@ def _labels(parts: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
     return lambda i: tuple(tf.nest.map_structure(lambda c: tf.gather(c, i), consts))
 
 
-def _resize_batch(size: tuple[int, int]) -> Callable[[Any], Any]:
+def _resize_batch(size: tuple[int, int], integral: bool) -> Callable[[Any], Any]:
+    """Arrays to the input size: uint8 images by the files' rule (rounded back to uint8, so an array
+    and the same images as files train on identical pixels), float arrays in float."""
     import tensorflow as tf
 
+    if integral:
+        return lambda x: resize_op(x, size)
     return lambda x: tf.image.resize(tf.cast(x, tf.float32), size, method="bilinear")
 
 
@@ -137,7 +141,7 @@ def make_dataset(
             ds = ds.shuffle(min(len(split), 10_000), seed=seed, reshuffle_each_iteration=True)
         x = split.x
         if image_size and x.ndim == 4 and tuple(x.shape[1:3]) != (image_size, image_size):
-            resize = _resize_batch((image_size, image_size))
+            resize = _resize_batch((image_size, image_size), x.dtype == np.uint8)
     ds = ds.batch(batch_size)
     if resize is not None or (training and augment is not None):
         def _prepare(x: Any, *rest_: Any) -> Any:
