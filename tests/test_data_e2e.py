@@ -40,11 +40,16 @@ def test_mixed_class_folders_adapt_evaluate_predict(tmp_path):
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "broken.jpg").write_bytes(good[:200])
     save_image(tmp_path / "new" / "wide.png", scan_pixels(1, 300, 500, np.random.default_rng(0)), "RGBA")
-    out = predict(result.run_dir, [root / "pneumonia", tmp_path / "new"], tmp_path / "pred.csv", verbose=0)
+    tiff = save_image(tmp_path / "new" / "scan.tif", scan_pixels(1, 200, 200, np.random.default_rng(1)), "RGB")
+    tiff.write_bytes(tiff.read_bytes()[:60_000])  # its header is whole: only decoding finds the cut
+    out = predict(result.run_dir, [root / "pneumonia", tmp_path / "new"], tmp_path / "pred.csv", verbose=0,
+                  batch_size=4)
     rows = _rows(tmp_path / "pred.csv")
-    assert len(rows) == 22 and out.n_errors == 1
+    assert len(rows) == 23 and out.n_errors == 2
     broken = next(r for r in rows if r["path"].endswith("broken.jpg"))
     assert broken["label"] == "" and "truncated" in broken["error"]
+    cut = next(r for r in rows if r["path"].endswith("scan.tif"))
+    assert cut["label"] == "" and cut["error"].startswith("cannot decode")
     scored = [r for r in rows if not r["error"]]
     assert all(r["label"] in ("normal", "pneumonia") and 0 <= float(r["p_pneumonia"]) <= 1 for r in scored)
 

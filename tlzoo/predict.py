@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -111,16 +111,16 @@ def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike
     anomaly = MAP_OUTPUT in contract.extra_outputs
     if heatmaps is not None and not anomaly:
         raise ConfigError("heat maps come with anomaly runs; for a classifier use `tlzoo explain` (Grad-CAM)")
-    done, last = 0, time.perf_counter()
-    for batch in image_batches(images, batch_size):
+    done, last, scored = 0, time.perf_counter(), []
+    for pos, batch in _batches(images, batch_size, infos, good):
         result = runner(batch.astype(contract.dtype))
         if heatmaps is not None:
-            _write_heatmaps(Path(heatmaps), batch, result, [files[good[done + j]] for j in range(len(batch))],
-                            contract.threshold)
+            _write_heatmaps(Path(heatmaps), batch, result, [files[good[k]] for k in pos], contract.threshold)
         for k, v in result.items():
             if k not in contract.extra_outputs:  # maps are written as PNGs, not held
                 outputs.setdefault(k, []).append(np.asarray(v))
-        done += len(batch)
+        scored += [good[k] for k in pos]
+        done = pos[-1] + 1
         if verbose and (time.perf_counter() - last > 2 or done == len(images)):
             rate = done / max(time.perf_counter() - t0, 1e-9)
             print(f"\rpredict: {done:,}/{len(images):,} images ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
@@ -129,16 +129,36 @@ def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike
         print(file=sys.stderr)
     seconds = time.perf_counter() - t0
     merged = {k: np.concatenate(v) for k, v in outputs.items()}
-    rows = _rows(files, infos, good, merged, contract, anomaly)
+    rows = _rows(files, infos, scored, merged, contract, anomaly)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, _csv(rows))
-    n_err = len(files) - len(good)
+    n_err = len(files) - len(scored)
     if verbose:
-        print(f"predict ({what}): {len(good):,} files scored, {n_err} unreadable, {seconds:.1f} s"
+        print(f"predict ({what}): {len(scored):,} files scored, {n_err} unreadable, {seconds:.1f} s"
               + (f" -> {out}" if out else ""), flush=True)
     return PredictResult(out, rows, len(files), n_err, seconds, what)
+
+
+def _batches(images: ImageFiles, batch_size: int, infos: list[Any], good: list[int]
+             ) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(positions, images) batches in order. A file the header scan passed but its decoder refuses is
+    found, its error recorded in ``infos``, and the stream goes on after it."""
+    pos, n = 0, len(images)
+    while pos < n:
+        try:
+            for batch in image_batches(images.subset(slice(pos, n)), batch_size):
+                yield list(range(pos, pos + len(batch))), batch
+                pos += len(batch)
+        except Exception:  # noqa: BLE001 - any decode failure: isolate it file by file
+            for k in range(pos, min(pos + batch_size, n)):
+                try:
+                    yield [k], images.load([k])
+                except Exception as exc:  # noqa: BLE001
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    infos[good[k]].error = f"cannot decode: {first[:300]}"
+            pos = min(pos + batch_size, n)
 
 
 def _write_heatmaps(folder: Path, images: np.ndarray, result: dict[str, np.ndarray], paths: list[str],

@@ -137,18 +137,25 @@ def _to_uint8(im: Any) -> Any:
     return im.convert("RGBA").convert("RGB") if "A" in mode or mode == "P" else im.convert("RGB")
 
 
-def decode_file(path: str, route: int, channels: int) -> np.ndarray:
-    """Decode one file outside TensorFlow's decoders: uint8 (H, W, channels)."""
+def _pixels(path: str, route: int) -> np.ndarray:
+    """One file's pixels by Pillow or pydicom, converted to 8-bit gray or RGB at its stored size."""
     if route == DICOM_DECODE:
         from tlzoo.data.dicom_files import decode_dicom
 
-        a = decode_dicom(path)
-    else:
-        from PIL import Image, ImageOps
+        return decode_dicom(path)
+    from PIL import Image, ImageOps
 
-        with Image.open(path) as im:
-            im.seek(0)  # the first frame of an animated GIF / multi-page TIFF
-            a = np.asarray(_to_uint8(ImageOps.exif_transpose(im)))
+    with Image.open(path) as im:
+        im.seek(0)  # the first frame of an animated GIF / multi-page TIFF
+        return np.asarray(_to_uint8(ImageOps.exif_transpose(im)))
+
+
+def decode_file(path: str, route: int, channels: int) -> np.ndarray:
+    """Decode one file outside TensorFlow's decoders: uint8 (H, W, channels)."""
+    try:
+        a = _pixels(path, route)
+    except Exception as exc:  # the header scan passed, the pixels do not: name the file
+        raise DataError(f"cannot decode {path}: {type(exc).__name__}: {exc}") from exc
     if a.ndim == 2:
         a = a[..., None]
     if channels == 3 and a.shape[-1] == 1:
