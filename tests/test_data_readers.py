@@ -275,3 +275,9 @@ def test_arrays_and_the_same_images_as_files_stream_identical_batches(tmp_path):
         np.testing.assert_array_equal(ya, yf)
         np.testing.assert_array_equal(xa, xf)
         assert xa.shape[1:] == (40, 40, 1)
+
+
+def test_a_train_folder_alone_is_split_here(tmp_path):
+    root = split_folders(tmp_path / "x", {"train": 10}, {"train": ("a", "b")})
+    d = read_source(str(root), options={"verbose": False})
+    assert d.class_names == ["a", "b"] and [len(d.split(s)) for s in ("train", "val", "test")] == [14, 2, 4]

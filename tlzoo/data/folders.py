@@ -55,7 +55,8 @@ def split_folders(root: Path) -> dict[str, Path]:
             if split in found:
                 raise DataError(f"{root}: two folders name the {split} split: {found[split].name!r} and {d.name!r}")
             found[split] = d
-    return found if "train" in found and len(found) >= 2 else {}
+    # train/ alone is a split layout too (val and test are cut from it); a test/ without train/ is a class
+    return found if "train" in found else {}
 
 
 def read_folder(path: str | os.PathLike[str], *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
