@@ -118,19 +118,19 @@ class _Watch(keras.callbacks.Callback):
         self.weights_view = weights_view  # saves layer weights only, not the optimizer's
         self._t0 = 0.0
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingError(
-                f"loss became {float(loss)} in stage {self.stage.name!r} at batch {batch}; "
-                f"lower the learning rate (now {self.stage.learning_rate}) or check the data for extreme values"
-            )
-
+    # The loss is checked once an epoch, not after every batch: a batch hook makes Keras copy every
+    # step's logs to the host, which cost 6% of head-only training throughput (621 vs 657 images/s).
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        loss = logs.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss} in stage {self.stage.name!r} (epoch {len(self.state['history']) + 1}); "
+                f"lower the learning rate (now {self.stage.learning_rate}) or check the data for extreme values"
+            )
         row = {"stage": self.stage.name, "epoch": len(self.state["history"]) + 1,
                "seconds": round(time.perf_counter() - self._t0, 2), **logs}
         self.state["history"].append(row)
