@@ -326,17 +326,6 @@ def paired_dataset(labelled: Any, target_x: Any, batch_size: int, *, seed: int =
     return tf.data.Dataset.zip((labelled, tgt)).map(lambda a, t: ((a[0], t), *a[1:])).prefetch(tf.data.AUTOTUNE)
 
 
-def fingerprint_of(x: Any) -> str:
-    """sha256 of an image array, or of image files (their paths and bytes, as DataSplits.fingerprint)."""
-    if not is_lazy(x):
-        return array_fingerprint(x)
-    import hashlib
-
-    digest = hashlib.sha256()
-    x.digest(digest)
-    return digest.hexdigest()
-
-
 def _resize_to(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     import tensorflow as tf
 
@@ -504,7 +493,7 @@ def plan(cfg: Any, plugin: Any, data: DataSplits, *, strategy_kind: str, augment
             raise DataError(f"target data {cfg.target_data!r} contains NaN or infinite values")
         p.target_x = x
         p.target_record = {"source": str(cfg.target_data), "n": len(x), "shape": list(x.shape[1:]),
-                           "fingerprint": fingerprint_of(x), "labels": "not used"}
+                           "fingerprint": array_fingerprint(x), "labels": "not used"}
         if x.shape[1:3] != data.train.x.shape[1:3]:
             p.notes.append(f"target images {x.shape[1]}x{x.shape[2]} vs source {data.train.x.shape[1]}x"
                            f"{data.train.x.shape[2]}: both resized to the input size inside the model")

@@ -637,9 +637,13 @@ def _read_data(run: _Run, data: str | None) -> tuple[Any, bool | None]:
 def _contract(run: _Run, test_x: Any = None) -> Contract:
     """The run's contract; with ``test_x`` (the data now read), checked against it. Without data the
     input is taken as the run recorded it (uint8 for images)."""
-    shape = (run.config.get("data") or {}).get("train", {}).get("shape") or list(test_x.shape[1:])
+    shape = (run.config.get("data") or {}).get("train", {}).get("shape")
     if test_x is None:
+        if not shape:
+            raise ConfigError(f"{str(run.path)!r} does not record its input shape (data.train.shape in "
+                              f"{CONFIG_FILE}); re-run `tlzoo adapt` with this version")
         test_x = np.zeros((0, *shape), np.uint8 if run.plugin.modality == "image" else np.float32)
+    shape = shape or list(test_x.shape[1:])
     if list(shape) != list(test_x.shape[1:]):
         raise DataError(f"the run was trained on samples of shape {list(shape)}, the data now read has "
                         f"{list(test_x.shape[1:])}; pass the run's data with --data")

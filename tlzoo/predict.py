@@ -68,8 +68,8 @@ def collect_files(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return files
 
 
-def _runner(model_dir: Path, fmt: str | None) -> tuple[Any, Any, str, dict[str, Any]]:
-    """(runner, contract, what ran, run config) for a run directory or an export directory."""
+def _runner(model_dir: Path, fmt: str | None) -> tuple[Any, Any, str]:
+    """(runner, contract, what ran) for a run directory or an export directory."""
     import importlib
 
     ex = importlib.import_module("tlzoo.export")  # the module; `tlzoo.export` is the function
@@ -77,12 +77,12 @@ def _runner(model_dir: Path, fmt: str | None) -> tuple[Any, Any, str, dict[str, 
     if (model_dir / ex.EXPORT_FILE).is_file():
         info = ex._read_export_info(model_dir)
         fmt = fmt or next(iter(info["formats"]))
-        return ex.load_export(model_dir, fmt), ex.Contract.from_dict(info["contract"]), fmt, {}
+        return ex.load_export(model_dir, fmt), ex.Contract.from_dict(info["contract"]), fmt
     if fmt:
         raise ConfigError(f"--format applies to export directories; {str(model_dir)!r} is a run directory")
     run = ex._open_run(model_dir)
     contract = ex._contract(run)
-    return ex.KerasRunner(run.model, contract), contract, "run", run.config
+    return ex.KerasRunner(run.model, contract), contract, "run"
 
 
 def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike[str] | None = None, *,
@@ -96,7 +96,7 @@ def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike
     if not model_dir.is_dir():
         raise ConfigError(f"{str(model_dir)!r} is neither a run directory nor an export directory")
     files = collect_files(data, options)
-    runner, contract, what, _ = _runner(model_dir, fmt)
+    runner, contract, what = _runner(model_dir, fmt)
     if len(contract.shape) != 4:
         raise ConfigError(f"predict scores images; this model takes inputs of shape {contract.shape}")
     _, h, w, channels = contract.shape

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tlzoo.data.images import is_lazy
 from tlzoo.data.splits import SPLITS, DataSplits, Split, split_note, split_three
 from tlzoo.errors import DataError
 
@@ -99,8 +100,13 @@ def read_arrays(arrays: dict[str, Any], path: str = "arrays", *, seed: int = 0, 
     return DataSplits(train, val, test, names, path, notes, group_by="groups" if has_groups else None)
 
 
-def array_fingerprint(x: np.ndarray) -> str:
-    """sha256 over an array's dtype, shape and bytes."""
+def array_fingerprint(x: Any) -> str:
+    """sha256 over an array's dtype, shape and bytes; for lazy images (files, records), over what
+    ``DataSplits.fingerprint`` hashes of them (paths and file bytes), without decoding."""
+    if is_lazy(x):
+        digest = hashlib.sha256()
+        x.digest(digest)
+        return digest.hexdigest()
     digest = hashlib.sha256(f"{x.dtype}{x.shape}".encode())
     digest.update(np.ascontiguousarray(x).tobytes())
     return digest.hexdigest()

@@ -280,7 +280,7 @@ class ImageFiles(LazyImages):
 
         from tlzoo.data.stream import pixels_fn
 
-        pixels = pixels_fn(self, self.cache_dir)
+        pixels = pixels_fn(self)
         ds = tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64))
         if training:  # a shuffle of indices: no buffer of pixels
             ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)

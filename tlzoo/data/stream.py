@@ -56,8 +56,8 @@ def _write_cached(key: bytes, img: np.ndarray) -> np.ndarray:
     return img
 
 
-def pixels_fn(files: ImageFiles, cache_dir: str | os.PathLike[str] | None = None) -> Callable[[Any], Any]:
-    """index -> uint8 [H, W, C] at ``files.size``: decoded, or from the cache when there is one."""
+def pixels_fn(files: ImageFiles) -> Callable[[Any], Any]:
+    """index -> uint8 [H, W, C] at ``files.size``: decoded, or from ``files.cache_dir`` when it has one."""
     import tensorflow as tf
 
     if files.size is None:
@@ -68,9 +68,9 @@ def pixels_fn(files: ImageFiles, cache_dir: str | os.PathLike[str] | None = None
     def decode(i: Any) -> Any:
         return decode_op(tf.gather(paths, i), tf.gather(routes, i), files.channels, files.size)
 
-    if cache_dir is None:
+    if files.cache_dir is None:
         return decode
-    keys = tf.constant(cache_keys(files, cache_dir))
+    keys = tf.constant(cache_keys(files, files.cache_dir))
     n = int(np.prod(shape))
 
     def cached(i: Any) -> Any:
