@@ -3,7 +3,7 @@
 For each data set and candidate backbone:
   1. the rank scores from frozen features (LogME, k-NN leave-one-out balanced accuracy, linear
      probe on val), exactly as `tlzoo rank` computes them, on the same labelled subset;
-  2. a fine-tuned test metric from `tlzoo.adapt` with one short recipe for every candidate
+  2. a fine-tuned test metric from `tlzoo.train.recipe` with one short recipe for every candidate
      (fastai-style fine_tune: head epochs, then all layers; BN frozen for pretrained backbones,
      trained for random-init ones, as the recipe does);
 then Kendall's tau-b between each score and the fine-tuned metric, per data set and pooled
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from shared_data import find_data
 
 HERE = Path(__file__).resolve().parent
@@ -88,9 +87,9 @@ def main() -> None:
 
     from scipy.stats import kendalltau
 
-    from tlzoo.adapt import AdaptConfig, adapt
-    from tlzoo.rank import rank
-    from tlzoo.rundir import write_text_atomic
+    from tlzoo.analysis.rank import rank
+    from tlzoo.runs.directory import write_text_atomic
+    from tlzoo.train.recipe import AdaptConfig, adapt
 
     work, out = Path(args.workdir), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -101,7 +100,7 @@ def main() -> None:
         if name == "hub_mobilenet_v2":  # a local TF-Hub-format copy of the Keras model
             savedmodel = work / "mobilenet_v2_fv"
             if not (savedmodel / "saved_model.pb").is_file():
-                from tlzoo.backbones.hub_savedmodel import keras_to_hub_savedmodel
+                from tlzoo.zoo.hub_savedmodel import keras_to_hub_savedmodel
 
                 t0 = time.time()
                 keras_to_hub_savedmodel("mobilenet_v2", savedmodel, overwrite=True)

@@ -31,7 +31,7 @@ differ learnably: stripe orientation and colour tint over a smooth random backgr
    prints, which leaves out start-up and model loading), peak RSS, and a check that the CSV has N rows.
 
 Every measured job runs in its own subprocess: this script re-runs itself as a small runner
-(``--child``) that does the job in-process (``tlzoo.cli.main`` for the CLI jobs) and, at exit,
+(``--child``) that does the job in-process (``tlzoo.cli.main.main`` for the CLI jobs) and, at exit,
 reports its own ``getrusage(RUSAGE_SELF).ru_maxrss`` (and RUSAGE_CHILDREN, in case a job spawns
 processes), so each job's peak RSS is its own and not a maximum over earlier children. Where GNU
 ``/usr/bin/time`` exists the runner is started under ``/usr/bin/time -v`` as a cross-check.
@@ -161,8 +161,8 @@ def _child_keras(a: dict[str, Any]) -> dict[str, Any]:
     train_batches, val_batches = math.ceil(a["n_train"] / bs), math.ceil(a["n_val"] / bs)
     train = ds.take(train_batches)
     if a["augment"]:
-        from tlzoo.adapt import _augmenter
         from tlzoo.plugin import get_plugin
+        from tlzoo.train.recipe import _augmenter
 
         aug = _augmenter(get_plugin("medical-imaging"))
         train = train.map(lambda x, y: (aug(x), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -207,9 +207,9 @@ def _child_keras(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child_aug(a: dict[str, Any]) -> dict[str, Any]:
-    from tlzoo.adapt import _augmenter
     from tlzoo.data import make_dataset, read_source
     from tlzoo.plugin import get_plugin
+    from tlzoo.train.recipe import _augmenter
 
     augment = _augmenter(get_plugin("medical-imaging"))
     out: dict[str, Any] = {}
@@ -275,7 +275,7 @@ def _child(kind: str, report: str, argv: list[str]) -> None:
     rc, result, error = 0, None, None
     try:
         if kind == "tlzoo":
-            from tlzoo.cli import main as tlzoo_main
+            from tlzoo.cli.main import main as tlzoo_main
 
             rc = int(tlzoo_main(argv) or 0)
         else:

@@ -30,7 +30,7 @@ DIFFERNET_AUC = 0.977  # Rudolph et al., WACV 2021, image ROC-AUC on Magnetic Ti
 
 def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
     import tlzoo
-    from tlzoo.adapt import AdaptConfig
+    from tlzoo.train.recipe import AdaptConfig
 
     out: dict = {"protocol": "fit: seeded 50% of defect-free (75% of it for the bank, 25% to set the threshold); "
                              "test: other 50% defect-free + all defective", "published_differnet_auc": DIFFERNET_AUC}
@@ -55,7 +55,7 @@ def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     exp = tlzoo.export(runs / "mt_imagenet", formats=["savedmodel", "onnx"], out=runs / "mt_imagenet_export",
                        overwrite=True, verbose=1)
-    from tlzoo.export import load_export
+    from tlzoo.deploy.export import load_export
 
     onnx = load_export(runs / "mt_imagenet_export", "onnx")
     x = np.load(runs / "mt_imagenet_export" / "samples" / "inputs.npy")
@@ -77,9 +77,9 @@ def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
 def sweep_part(args: argparse.Namespace) -> list[dict]:
     """Image ROC-AUC of the same protocol over input size, coreset ratio and feature levels (PatchCore API)."""
     from sklearn.metrics import roc_auc_score
+    from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     from tlzoo.anomaly import PatchCore, PatchCoreConfig
-    from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     labelled = read_labelled(args.magnetic)
     data, _ = anomaly_splits(labelled, normal_label(labelled), seed=0)
@@ -100,7 +100,7 @@ def sweep_part(args: argparse.Namespace) -> list[dict]:
 
 def classify_part(runs: Path, args: argparse.Namespace) -> dict:
     import tlzoo
-    from tlzoo.adapt import AdaptConfig
+    from tlzoo.train.recipe import AdaptConfig
 
     out: dict = {"published_accuracy": "about 0.99-1.00"}
     settings = (("all_labels", None, {"epochs": args.epochs, "head_epochs": 2}),

@@ -28,14 +28,14 @@ from pathlib import Path
 
 from shared_data import find_data
 
-from tlzoo.distribute import free_ports
+from tlzoo.train.distribution import free_ports
 
 HERE = Path(__file__).resolve().parent
 
 
 
 def adapt_args(data: Path, out: Path, args: argparse.Namespace, strategy: str) -> list[str]:
-    return [sys.executable, "-m", "tlzoo.cli", "adapt", "--plugin", "medical-imaging", "--data", str(data),
+    return [sys.executable, "-m", "tlzoo.cli.main", "adapt", "--plugin", "medical-imaging", "--data", str(data),
             "--backbone", "mobilenet_025", "--input-size", str(args.input_size), "--batch-size", str(args.batch_size),
             "--label-fraction", str(args.label_fraction), "--schedule", "full", "--head-epochs", "1",
             "--epochs", str(args.epochs), "--out", str(out), "--strategy", strategy]

@@ -68,8 +68,8 @@ def build_data(work: Path, shift: dict) -> dict:
 
 def run_one(method: str, seed: int, data: dict, args: argparse.Namespace, runs: Path) -> dict:
     import tlzoo
-    from tlzoo.adapt import AdaptConfig, load_model
-    from tlzoo.metrics import multiclass_metrics
+    from tlzoo.evaluation.metrics import multiclass_metrics
+    from tlzoo.train.recipe import AdaptConfig, load_model
 
     extra: dict = {}
     if method == "l2sp":
@@ -196,7 +196,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
 
-    from tlzoo.rundir import write_text_atomic
+    from tlzoo.runs.directory import write_text_atomic
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from shared_data import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -71,16 +70,23 @@ def main() -> None:
 def _measure(args: argparse.Namespace, run_dir: Path, export_dir: Path, formats: list[str], exported_here: bool) -> None:
     import keras
 
-    from tlzoo.export import Contract, KerasRunner, _read_export_info, check_manifest, load_runner
+    from tlzoo.deploy.export import (
+        Contract,
+        KerasRunner,
+        _read_export_info,
+        check_manifest,
+        load_runner,
+    )
 
     check_manifest(export_dir)
     info = _read_export_info(export_dir)
     contract = Contract.from_dict(info["contract"])
     formats = [f for f in formats if f in info["formats"]]
 
-    from tlzoo.plugin import get_plugin
-    import tlzoo.layers  # noqa: F401
     import yaml
+
+    import tlzoo.model.layers  # noqa: F401
+    from tlzoo.plugin import get_plugin
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     get_plugin(config["adapt"]["plugin"], **(config["adapt"].get("plugin_options") or {}))

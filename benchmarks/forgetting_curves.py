@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 from shared_data import find_data
-from tlzoo.adapt import AdaptConfig, adapt
-from tlzoo.rundir import write_json
+
+from tlzoo.runs.directory import write_json
+from tlzoo.train.recipe import AdaptConfig, adapt
 
 HERE = Path(__file__).resolve().parent
 CONDITIONS = {
@@ -68,8 +69,9 @@ def run(name: str, options: dict, data: Path, args: argparse.Namespace, out: Pat
 
 
 def compare_plot(out: Path, names: list[str]) -> None:
-    import tlzoo.plots  # noqa: F401  (Agg backend)
     import matplotlib.pyplot as plt
+
+    import tlzoo.evaluation.plots  # noqa: F401  (Agg backend)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for name in names:

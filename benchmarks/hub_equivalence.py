@@ -37,8 +37,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
 
-    from tlzoo.adapt import AdaptConfig, adapt
-    from tlzoo.backbones.hub_savedmodel import keras_to_hub_savedmodel
+    from tlzoo.train.recipe import AdaptConfig, adapt
+    from tlzoo.zoo.hub_savedmodel import keras_to_hub_savedmodel
 
     data, work = find_data(), Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,7 @@ def main() -> None:
     report = {"data": str(data), "label_fraction": args.label_fraction, "seed": args.seed, "runs": results,
               "roc_auc_difference": results["hub"]["test_roc_auc"] - results["keras"]["test_roc_auc"]}
     if not args.no_export:
-        from tlzoo.export import export
+        from tlzoo.deploy.export import export
 
         t0 = time.time()
         exported = export(results["hub"]["run_dir"], out=str(work / "export_hub"), overwrite=True, verbose=1)

@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import tlzoo
-    from tlzoo.export import export
+    from tlzoo.deploy.export import export
 
     data = str(find_data("magnetic_tile.npz"))
     out = Path(args.out)

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from tlzoo.adapt import AdaptConfig, adapt
 from shared_data import find_data
+
+from tlzoo.train.recipe import AdaptConfig, adapt
 
 HERE = Path(__file__).resolve().parent
 

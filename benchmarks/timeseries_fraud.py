@@ -28,8 +28,9 @@ DATA = Path(os.environ.get("TLZOO_DATA_DIR", Path(__file__).resolve().parents[2]
 
 
 def leak_check(seeds: list[int]) -> dict:
-    from tlzoo.plugin import get_plugin
     from tlzoo_timeseries.baseline import gbm_baseline
+
+    from tlzoo.plugin import get_plugin
 
     out = {}
     for window in (1, 8):
@@ -45,7 +46,7 @@ def leak_check(seeds: list[int]) -> dict:
 
 
 def run_adapt(out: Path, seed: int, backbone: str, options: dict, epochs: int) -> dict:
-    from tlzoo.adapt import adapt
+    from tlzoo.train.recipe import adapt
 
     t0 = time.perf_counter()
     r = adapt(plugin="timeseries-fraud", data=str(DATA), out=str(out), backbone=backbone, seed=seed, batch_size=64,
@@ -81,7 +82,7 @@ def main() -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="tlzoo-tsbench-"))
     os.environ["TLZOO_HOME"] = str(work / "home")  # the benchmark's zoo entries stay out of the user's
-    from tlzoo.pretrain import pretrain
+    from tlzoo.zoo.pretrain import pretrain
 
     results: dict = {"data": str(DATA), "seeds": args.seeds, "protocol": (
         "tabular mode (one transaction, 29 features; time only orders events), stratified split "
@@ -124,7 +125,7 @@ def main() -> int:
 
 
 def plot(results: dict, path: Path) -> None:
-    from tlzoo.plots import plt
+    from tlzoo.evaluation.plots import plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     lc = results["leak_check"]

@@ -19,9 +19,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-from tlzoo.tune import TuneConfig, tune  # noqa: E402
 from shared_data import find_data  # noqa: E402
+
+from tlzoo.analysis.tune import TuneConfig, tune  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

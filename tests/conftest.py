@@ -8,7 +8,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TLZOO_OFFLINE", "1")  # never try a download from tests
 
 import pytest
-
 from support import SHARED  # noqa: E402
 
 
@@ -31,7 +30,7 @@ def weights_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def scans_npz(tmp_path: Path) -> Path:
-    from tlzoo.synthetic import write_opacity_npz
+    from tlzoo.data.synthetic import write_opacity_npz
 
     return write_opacity_npz(tmp_path / "scans.npz", n_train=96, n_val=48, n_test=64, size=32, contrast=60)
 

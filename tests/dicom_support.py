@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 
 CR_IMAGE = UID("1.2.840.10008.5.1.4.1.1.1")  # Computed Radiography Image Storage
 SECONDARY_CAPTURE = UID("1.2.840.10008.5.1.4.1.1.7")

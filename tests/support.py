@@ -20,7 +20,7 @@ def shared_data_path(name: str) -> Path:
 
 def fast_config(**kw):
     """An AdaptConfig that trains a tiny backbone for a couple of epochs."""
-    from tlzoo.adapt import AdaptConfig
+    from tlzoo.train.recipe import AdaptConfig
 
     base = dict(plugin="medical-imaging", backbone="mobilenet_025", weights=None, input_size=32,
                 batch_size=32, verbose=0,

@@ -1,16 +1,15 @@
 """The adapt recipe end to end on generated data, its run directory, and its bad-input errors."""
 import json
 
+import keras
 import numpy as np
 import pytest
 import yaml
-
-import keras
-
 from support import fast_config
-from tlzoo.adapt import AdaptConfig, adapt, evaluate, load_run
+
 from tlzoo.errors import ConfigError, DataError, TrainingError
-from tlzoo.plugin import DomainPlugin, PLUGINS, register_plugin
+from tlzoo.plugin import PLUGINS, DomainPlugin, register_plugin
+from tlzoo.train.recipe import AdaptConfig, adapt, evaluate, load_run
 
 
 def test_adapt_writes_a_complete_run_directory(scans_npz, tmp_path):
@@ -48,8 +47,8 @@ def test_adapt_writes_a_complete_run_directory(scans_npz, tmp_path):
 
 
 def test_random_init_backbone_trains_its_batchnorm_and_a_pretrained_one_keeps_it(scans_npz, tmp_path, weights_dir):
-    from tlzoo.adapt import load_model
-    from tlzoo.model import find_backbone
+    from tlzoo.model.assemble import find_backbone
+    from tlzoo.train.recipe import load_model
 
     def moving_means(run_dir):
         backbone = find_backbone(load_model(run_dir / "model.keras"))
@@ -62,7 +61,7 @@ def test_random_init_backbone_trains_its_batchnorm_and_a_pretrained_one_keeps_it
     assert any(np.abs(m).max() > 1e-3 for m in moving_means(scratch.run_dir).values())
     pretrained = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "pre"), weights="imagenet", schedule=one_stage))
     assert not any(s["train_batchnorm"] for s in pretrained.config["schedule"]["stages"])
-    from tlzoo.backbones import create_backbone
+    from tlzoo.zoo import create_backbone
 
     reference = {l.name: np.asarray(l.moving_mean) for l in create_backbone("mobilenet_025", "imagenet", (32, 32, 3)).layers
                  if isinstance(l, keras.layers.BatchNormalization)}

@@ -8,14 +8,13 @@ import importlib
 import inspect
 import re
 
+import keras
 import pytest
 
-import keras
-
 import tlzoo
-from tlzoo.backbones import build_backbone, get_backbone_spec, layer_groups
-from tlzoo.backbones.spec import STEM
 from tlzoo.errors import ConfigError
+from tlzoo.zoo import build_backbone, get_backbone_spec, layer_groups
+from tlzoo.zoo.spec import STEM
 
 # TF-Hub entries load a SavedModel (no random init, no download here): tests/test_hub.py covers them.
 # image backbones; time-series ones (and local pretrained entries) are tested in test_timeseries.py

@@ -1,19 +1,19 @@
 """Calibration (ECE, temperature scaling carried into the model and its exports) and thresholds
 chosen for an operating point on validation."""
 import importlib
-import os
 import json
+import os
 
 import numpy as np
 import pytest
 import yaml
-
 from support import fast_config
-from tlzoo import calibration as C
-from tlzoo import metrics as M
-from tlzoo.errors import ConfigError
 
-E = importlib.import_module("tlzoo.export")
+from tlzoo.errors import ConfigError
+from tlzoo.evaluation import metrics as M
+from tlzoo.extensions import calibration as C
+
+E = importlib.import_module("tlzoo.deploy.export")
 
 
 def _overconfident(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,10 +81,10 @@ def test_operating_point_thresholds() -> None:
 
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory):
-    from tlzoo.adapt import adapt
-    from tlzoo.synthetic import write_opacity_npz
-
     from conftest import shared_weights_dir
+
+    from tlzoo.data.synthetic import write_opacity_npz
+    from tlzoo.train.recipe import adapt
 
     if shared_weights_dir() is None:
         pytest.skip("needs ../shared/weights (real ImageNet weights); absent on this machine")
@@ -114,8 +114,8 @@ def test_run_records_calibration_and_threshold(calibrated_run) -> None:
 
 
 def test_saved_model_and_exports_return_calibrated_probabilities(calibrated_run, tmp_path) -> None:
-    from tlzoo.adapt import load_run
-    from tlzoo.calibration import TemperatureScaling
+    from tlzoo.extensions.calibration import TemperatureScaling
+    from tlzoo.train.recipe import load_run
 
     run = calibrated_run.run_dir
     config, model = load_run(run)
@@ -146,7 +146,7 @@ def _without_last_layer(model):
 
 
 def test_cli_operating_point_flags(scans_npz, tmp_path) -> None:
-    from tlzoo.cli import main
+    from tlzoo.cli.main import main
 
     code = main(["adapt", "--plugin", "medical-imaging", "--data", str(scans_npz), "--backbone", "small_cnn",
                  "--weights", "none", "--input-size", "32", "--epochs", "2", "--head-epochs", "0",

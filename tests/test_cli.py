@@ -1,7 +1,7 @@
 """The command line: listings, and errors that exit 2 with one clear line."""
 import json
 
-from tlzoo.cli import main
+from tlzoo.cli.main import main
 
 
 def test_backbones_json_and_glob(capsys):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tlzoo.curve import CurveConfig, label_curve, summarise
+from tlzoo.analysis.curve import CurveConfig, label_curve, summarise
 from tlzoo.errors import ConfigError
-from tlzoo.freeze import FreezeSchedule
-from tlzoo.rundir import read_yaml
+from tlzoo.runs.directory import read_yaml
+from tlzoo.train.schedule import FreezeSchedule
 
 
 def _run(cond, frac, seed, value, n):

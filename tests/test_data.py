@@ -2,7 +2,14 @@
 import numpy as np
 import pytest
 
-from tlzoo.data import make_dataset, read_folder, read_npz, read_source, read_tfds, subsample_labels
+from tlzoo.data import (
+    make_dataset,
+    read_folder,
+    read_npz,
+    read_source,
+    read_tfds,
+    subsample_labels,
+)
 from tlzoo.errors import DataError
 
 
@@ -128,7 +135,8 @@ def test_tfds_reader_on_a_locally_built_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     assert read_source("tfds:tiny_scans").source == "tfds:tiny_scans"
     from support import fast_config
-    from tlzoo.adapt import adapt, evaluate
+
+    from tlzoo.train.recipe import adapt, evaluate
 
     run = adapt(fast_config(data="tfds:tiny_scans", out=str(tmp_path / "run"), calibration="none", batch_size=8))
     assert run.metrics["test"]["n"] == 10 and evaluate(run.run_dir)["n"] == 10

@@ -6,12 +6,19 @@ import csv
 
 import numpy as np
 import pytest
+from layouts import (
+    dicom_folders,
+    image_table,
+    mixed_class_folders,
+    save_image,
+    scan_pixels,
+    split_folders,
+)
 from PIL import Image
-
-from layouts import dicom_folders, image_table, mixed_class_folders, save_image, scan_pixels, split_folders
 from support import fast_config
-from tlzoo.adapt import adapt, evaluate
-from tlzoo.predict import predict
+
+from tlzoo.deploy.predict import predict
+from tlzoo.train.recipe import adapt, evaluate
 
 HEAD_ONLY = {"stages": [{"name": "head", "epochs": 2, "trainable": 0, "learning_rate": 3e-3}]}
 
@@ -73,7 +80,7 @@ def test_image_table_with_group_by_a_column(tmp_path):
     assert evaluate(result.run_dir)["n"] == result.metrics["test"]["n"]
     predict(result.run_dir, table, tmp_path / "p.csv", verbose=0)
     assert len(_rows(tmp_path / "p.csv")) == 80
-    from tlzoo.export import export
+    from tlzoo.deploy.export import export
 
     export(result.run_dir, formats=["savedmodel"], out=tmp_path / "export", verbose=0)
     card = (tmp_path / "export" / "model_card.md").read_text()
@@ -93,7 +100,7 @@ def test_dicom_folder_with_group_by_a_header_field(tmp_path):
 
 def test_predict_from_run_and_onnx_export_give_identical_labels(tmp_path):
     pytest.importorskip("tf2onnx")
-    from tlzoo.export import export
+    from tlzoo.deploy.export import export
 
     result = _run(tmp_path, mixed_class_folders(tmp_path / "scans", n_per_class=16))
     export(result.run_dir, formats=["onnx"], out=tmp_path / "export", verbose=0)

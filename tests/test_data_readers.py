@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from layouts import (
+    dicom_folders,
+    image_table,
+    mixed_class_folders,
+    save_image,
+    scan_pixels,
+    split_folders,
+)
 from PIL import Image
 
-from layouts import dicom_folders, image_table, mixed_class_folders, save_image, scan_pixels, split_folders
 from tlzoo.data import DataOptions, make_dataset, read_source
 from tlzoo.data.images import PIL_DECODE, TF_DECODE, decode_file, probe
 from tlzoo.errors import DataError

@@ -120,7 +120,7 @@ def test_patchcore_finds_and_locates_defects():
 
 def test_levels_default_to_strides_8_and_16_of_the_registry_groups():
     from tlzoo.anomaly import feature_levels
-    from tlzoo.backbones import build_backbone
+    from tlzoo.zoo import build_backbone
 
     backbone, spec, _ = build_backbone("mobilenet_v2", None, (64, 64, 3))
     assert feature_levels(backbone, spec, 64) == [("block_5", "block_5_add"), ("block_12", "block_12_add")]
@@ -144,7 +144,7 @@ def test_fit_refuses_defective_images_and_oversized_banks():
 
 
 def anomaly_config(data: Path, out: Path, **options):
-    from tlzoo.adapt import AdaptConfig
+    from tlzoo.train.recipe import AdaptConfig
 
     opts = {"mode": "anomaly", "levels": "block2,block3", "max_false_alarm": 0.05, "coreset_ratio": 0.2,
             "heatmaps": 3, **options}
@@ -154,8 +154,8 @@ def anomaly_config(data: Path, out: Path, **options):
 
 def test_anomaly_run_directory_and_onnx_export(tiles_npz, tmp_path):
     import tlzoo
-    from tlzoo.adapt import load_model
     from tlzoo.anomaly.patchcore import MAP_OUTPUT
+    from tlzoo.train.recipe import load_model
 
     res = tlzoo.adapt(anomaly_config(tiles_npz, tmp_path / "run"))
     run = res.run_dir
@@ -183,7 +183,7 @@ def test_anomaly_run_directory_and_onnx_export(tiles_npz, tmp_path):
     out = model(_test_images(tiles_npz)[:8], training=False)
     np.testing.assert_allclose(np.asarray(out["probabilities"])[:, 0], pred["probs"][:8], atol=1e-5)
 
-    from tlzoo.adapt import evaluate
+    from tlzoo.train.recipe import evaluate
 
     assert evaluate(run)["roc_auc"] == pytest.approx(m["test"]["roc_auc"], abs=1e-6)  # `tlzoo evaluate` works too
 
@@ -211,7 +211,7 @@ def _test_images(npz: Path) -> np.ndarray:
 
 
 def test_cli_anomaly_mode_and_too_few_normals_write_nothing(tiles_npz, tmp_path, capsys):
-    from tlzoo.cli import main
+    from tlzoo.cli.main import main
 
     out = tmp_path / "few"
     rc = main(["adapt", "--plugin", "defect-detection", "--data", str(tiles_npz), "--backbone", "small_cnn",
@@ -225,7 +225,6 @@ def test_cli_anomaly_mode_and_too_few_normals_write_nothing(tiles_npz, tmp_path,
 
 def test_folders_mvtec_layout_and_defective_train_images(tmp_path):
     from PIL import Image
-
     from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     good, _ = textures(6, seed=1)
@@ -280,7 +279,7 @@ def test_classify_mode_options_augmentations_and_schedule():
 
 def test_classify_mode_trains_and_reports_confusion_matrix(tmp_path, weights_dir):
     import tlzoo
-    from tlzoo.adapt import AdaptConfig
+    from tlzoo.train.recipe import AdaptConfig
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:32, :32]
@@ -308,12 +307,12 @@ def test_predict_scores_anomaly_image_files_and_writes_heat_maps(tiles_npz, tmp_
     from PIL import Image
 
     import tlzoo
-    from tlzoo.adapt import load_model
+    from tlzoo.train.recipe import load_model
 
     run = tlzoo.adapt(anomaly_config(tiles_npz, tmp_path / "run")).run_dir
     threshold = json.loads((run / "metrics.json").read_text())["test"]["threshold"]
     with np.load(tiles_npz) as f:
-        x, y = f["images"], f["labels"]
+        x = f["images"]
     picks = [0, 1, 170, 190]  # two defect-free tiles, two defective
     for i in picks:
         Image.fromarray(x[i][..., 0]).save(tmp_path / f"tile_{i}.png")

@@ -1,7 +1,7 @@
 """`tlzoo demo`, the README's main job, end to end (needs the shared ImageNet weights)."""
 import json
 
-from tlzoo.cli import main
+from tlzoo.cli.main import main
 
 
 def test_demo_adapts_a_pretrained_backbone(weights_dir, tmp_path, capsys):

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tlzoo.distribute import Distribution, free_ports, parse_tf_config
 from tlzoo.errors import ConfigError
+from tlzoo.train.distribution import Distribution, free_ports, parse_tf_config
 
-adapt_module = importlib.import_module("tlzoo.adapt")
+adapt_module = importlib.import_module("tlzoo.train.recipe")
 
 # No augmentation and no dropout, so two runs can be compared number for number.
 PLAIN = ["--option", "dropout=0", "--option", "rotation_degrees=0", "--option", "zoom=0",
@@ -102,7 +102,7 @@ def test_stage_loop_reproduces_fit_exactly(scans_npz: Path, tmp_path: Path, monk
 
 def _spawn(args: list[str], env_extra: dict[str, str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **env_extra}
-    return subprocess.Popen([sys.executable, "-m", "tlzoo.cli", *args], env=env, stdout=log.open("w"),
+    return subprocess.Popen([sys.executable, "-m", "tlzoo.cli.main", *args], env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -232,6 +232,7 @@ def test_two_workers_each_decode_only_their_shard_of_a_folder(tmp_path: Path) ->
     """File sources under multiworker: each worker decodes its own half of the training files (seen
     through a per-worker on-disk cache, which holds exactly what that worker decoded)."""
     from layouts import mixed_class_folders
+
     from tlzoo.data import read_source
     from tlzoo.data.stream import cache_keys
 

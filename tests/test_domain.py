@@ -9,13 +9,13 @@ import pytest
 import yaml
 from support import fast_config
 
-from tlzoo import domain
 from tlzoo.errors import ConfigError, DataError
+from tlzoo.extensions import domain_adaptation as domain
 
 
 def _shifted_npz(path: Path, n: int = 64, size: int = 32, channels: int = 1, seed: int = 5) -> Path:
     """Unlabelled "other device" images: the same kind of scans, darker and lower in contrast."""
-    from tlzoo.synthetic import opacity_scans
+    from tlzoo.data.synthetic import opacity_scans
 
     x, y = opacity_scans(n, size, seed, contrast=60)
     x = np.clip(0.6 * x.astype(np.float32) + 30, 0, 255).astype(np.uint8)
@@ -105,9 +105,9 @@ def test_trainer_reverses_domain_gradient_into_backbone():
     import keras
     import tensorflow as tf
 
-    from tlzoo.backbones import build_backbone
-    from tlzoo.model import build_model
+    from tlzoo.model.assemble import build_model
     from tlzoo.plugin import get_plugin
+    from tlzoo.zoo import build_backbone
 
     plugin = get_plugin("medical-imaging", dropout=0.0)
     backbone, spec, _ = build_backbone("mobilenet_025", None, (32, 32, 3))
@@ -162,8 +162,8 @@ def _one_stage(epochs: int) -> dict:
 
 def _check_saved_run(run_dir: Path) -> dict:
     """model.keras is the plain network (no trainer, no domain head) and gives the run's test predictions."""
-    from tlzoo.adapt import load_model
     from tlzoo.data import read_npz
+    from tlzoo.train.recipe import load_model
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     model = load_model(run_dir / "model.keras")
@@ -176,7 +176,7 @@ def _check_saved_run(run_dir: Path) -> dict:
 
 
 def test_coral_run(tmp_path, scans_npz):
-    from tlzoo.adapt import adapt
+    from tlzoo.train.recipe import adapt
 
     target = _shifted_npz(tmp_path / "target.npz")
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), domain_adaptation="coral",
@@ -193,7 +193,7 @@ def test_coral_run(tmp_path, scans_npz):
 
 
 def test_dann_run(tmp_path, scans_npz):
-    from tlzoo.adapt import adapt
+    from tlzoo.train.recipe import adapt
 
     target = _shifted_npz(tmp_path / "target.npz", size=40)  # another size: fine, the model resizes
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), domain_adaptation="dann",
@@ -206,7 +206,7 @@ def test_dann_run(tmp_path, scans_npz):
 
 
 def test_l2sp_run(tmp_path, scans_npz):
-    from tlzoo.adapt import adapt
+    from tlzoo.train.recipe import adapt
 
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), l2sp=0.5))
     _check_saved_run(result.run_dir)
@@ -218,8 +218,8 @@ def test_l2sp_run(tmp_path, scans_npz):
 
 
 def test_hybrid_run_anneals_ratio(tmp_path, scans_npz):
-    from tlzoo.adapt import adapt
-    from tlzoo.synthetic import write_opacity_npz
+    from tlzoo.data.synthetic import write_opacity_npz
+    from tlzoo.train.recipe import adapt
 
     source = write_opacity_npz(tmp_path / "source.npz", n_train=128, n_val=32, n_test=32, size=48, seed=3)
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), hybrid_source=str(source),
@@ -248,7 +248,7 @@ def test_hybrid_run_anneals_ratio(tmp_path, scans_npz):
     (dict(domain_adaptation="dann", target_data="missing.npz"), DataError, "does not exist"),
 ])
 def test_bad_options_fail_before_training(tmp_path, scans_npz, kwargs, error, match):
-    from tlzoo.adapt import adapt
+    from tlzoo.train.recipe import adapt
 
     with pytest.raises(error, match=match):
         adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), **kwargs))
@@ -256,7 +256,7 @@ def test_bad_options_fail_before_training(tmp_path, scans_npz, kwargs, error, ma
 
 
 def test_channel_and_label_space_mismatch(tmp_path, scans_npz):
-    from tlzoo.adapt import adapt
+    from tlzoo.train.recipe import adapt
 
     rgb = _shifted_npz(tmp_path / "rgb.npz", channels=3)
     with pytest.raises(DataError, match="3 channel.*source data 1.*Height and width may differ"):
@@ -278,7 +278,7 @@ def test_channel_and_label_space_mismatch(tmp_path, scans_npz):
 
 
 def test_cli_flags_reach_the_config(tmp_path, scans_npz, capsys):
-    from tlzoo.cli import main
+    from tlzoo.cli.main import main
 
     rc = main(["adapt", "--plugin", "medical-imaging", "--data", str(scans_npz), "--out", str(tmp_path / "run"),
                "--hybrid-source", str(scans_npz), "--hybrid-ratio", "2"])

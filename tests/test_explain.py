@@ -1,4 +1,4 @@
-"""Grad-CAM explanations (tlzoo.explain, `tlzoo explain`): files, the recomposed forward pass, the
+"""Grad-CAM explanations (tlzoo.analysis.explain, `tlzoo explain`): files, the recomposed forward pass, the
 Adebayo et al. (2018) model-randomisation sanity check, anomaly-map overlays, bad input."""
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from support import SHARED, fast_config
 
 from tlzoo.errors import ConfigError, DataError
@@ -26,8 +25,8 @@ def _has_imagenet_weights() -> bool:
 def run(tmp_path_factory):
     """One small run shared by the tests: mobilenet_025 at 64 px, head trained for one epoch on
     ImageNet features (random features where the shared weights are absent)."""
-    from tlzoo.adapt import adapt
-    from tlzoo.synthetic import write_opacity_npz
+    from tlzoo.data.synthetic import write_opacity_npz
+    from tlzoo.train.recipe import adapt
 
     tmp = tmp_path_factory.mktemp("explain")
     data = write_opacity_npz(tmp / "scans.npz", n_train=96, n_val=32, n_test=32, size=64, contrast=60)
@@ -38,7 +37,7 @@ def run(tmp_path_factory):
 
 
 def test_explain_writes_overlays_and_index(run):
-    from tlzoo.explain import explain
+    from tlzoo.analysis.explain import explain
 
     run_dir, _ = run
     res = explain(run_dir, n=4)
@@ -63,8 +62,8 @@ def test_recomposed_forward_pass_and_cam_equivalence(run):
     weights (signed for the explained class)."""
     import tensorflow as tf
 
-    from tlzoo.adapt import load_run
-    from tlzoo.explain import GradCAM
+    from tlzoo.analysis.explain import GradCAM
+    from tlzoo.train.recipe import load_run
 
     run_dir, _ = run
     config, model = load_run(run_dir)
@@ -93,8 +92,8 @@ def test_model_randomisation_changes_the_maps(run):
     import keras
     from scipy.stats import spearmanr
 
-    from tlzoo.adapt import load_run
-    from tlzoo.explain import GradCAM
+    from tlzoo.analysis.explain import GradCAM
+    from tlzoo.train.recipe import load_run
 
     run_dir, weights = run
     if weights is None:
@@ -112,9 +111,9 @@ def test_model_randomisation_changes_the_maps(run):
 
 
 def test_anomaly_run_explains_with_its_anomaly_maps(tmp_path):
-    from tlzoo.adapt import AdaptConfig, adapt
-    from tlzoo.explain import explain
-    from tlzoo.synthetic import opacity_scans
+    from tlzoo.analysis.explain import explain
+    from tlzoo.data.synthetic import opacity_scans
+    from tlzoo.train.recipe import AdaptConfig, adapt
 
     x, y = opacity_scans(200, 32, seed=3, contrast=60)
     np.savez(tmp_path / "parts.npz", images=x, labels=y, class_names=np.array(["good", "opacity"]))
@@ -135,7 +134,7 @@ def test_anomaly_run_explains_with_its_anomaly_maps(tmp_path):
 def test_cli_explain_on_an_image_folder(run, tmp_path, capsys):
     from PIL import Image
 
-    from tlzoo.cli import main
+    from tlzoo.cli.main import main
 
     run_dir, _ = run
     (tmp_path / "imgs").mkdir()
@@ -150,7 +149,7 @@ def test_cli_explain_on_an_image_folder(run, tmp_path, capsys):
 
 
 def _images(run_dir: Path, n: int) -> np.ndarray:
-    from tlzoo.adapt import load_run
+    from tlzoo.train.recipe import load_run
 
     return np.load(load_run(run_dir)[0]["adapt"]["data"])["test_images"][:n]
 
@@ -158,8 +157,8 @@ def _images(run_dir: Path, n: int) -> np.ndarray:
 def test_bad_input_names_the_value(run, tmp_path):
     import keras
 
-    from tlzoo.backbones import get_backbone_spec
-    from tlzoo.explain import explain, target_layer
+    from tlzoo.analysis.explain import explain, target_layer
+    from tlzoo.zoo import get_backbone_spec
 
     run_dir, _ = run
     with pytest.raises(ConfigError, match="'conv_pw_99' is not in backbone 'mobilenet_025'.*conv_pw_13_relu"):

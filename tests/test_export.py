@@ -1,7 +1,6 @@
 """Deployment exports: parity per format, the model card's lineage, manifest and verify, atomicity,
 and the bad-input errors. One tiny run (small_cnn, random init, 32 px, 3 epochs) and one export
 are shared by the module; tests that damage an export work on a copy."""
-import importlib
 import json
 import os
 import shutil
@@ -12,20 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from support import fast_config
-from tlzoo.cli import main
-from tlzoo.errors import ConfigError, ExportError, IntegrityError, ParityError
 
-E = importlib.import_module("tlzoo.export")  # `tlzoo.export` itself is the function
+from tlzoo.cli.main import main
+from tlzoo.deploy import export as E
+from tlzoo.errors import ConfigError, ExportError, IntegrityError, ParityError
 
 FORMATS = ["savedmodel", "onnx", "tflite", "tflite_int8"]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    from tlzoo.adapt import adapt
-    from tlzoo.synthetic import write_opacity_npz
+    from tlzoo.data.synthetic import write_opacity_npz
+    from tlzoo.train.recipe import adapt
 
     root = tmp_path_factory.mktemp("export_run")
     data = write_opacity_npz(root / "scans.npz", n_train=96, n_val=48, n_test=64, size=32, contrast=60)

@@ -5,12 +5,18 @@ import keras
 import numpy as np
 import pytest
 import yaml
-
 from support import fast_config
-from tlzoo.adapt import adapt
+
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.forgetting import DriftMonitor, check_config, linear_cka, markdown_lines, source_top
-from tlzoo.freeze import get_lr_scale, make_optimizer, set_lr_scale
+from tlzoo.extensions.forgetting import (
+    DriftMonitor,
+    check_config,
+    linear_cka,
+    markdown_lines,
+    source_top,
+)
+from tlzoo.train.recipe import adapt
+from tlzoo.train.schedule import get_lr_scale, make_optimizer, set_lr_scale
 
 RNG = np.random.default_rng(0)
 
@@ -130,8 +136,8 @@ def test_max_drift_stops_training_and_keeps_the_best_weights(scans_npz, tmp_path
     assert result.history[-1]["drift_max"] > 0.02
     assert result.metrics["best_epoch"] in (1, 2)
     # the model card built from the run states it
-    from tlzoo.card import build_card, render_markdown
-    from tlzoo.export import Contract
+    from tlzoo.deploy.card import build_card, render_markdown
+    from tlzoo.deploy.export import Contract
     from tlzoo.plugin import get_plugin
 
     contract = Contract(dtype="uint8", shape=[None, 32, 32, 1], task="binary", threshold=0.5, num_outputs=1,
@@ -148,11 +154,11 @@ def test_max_drift_stops_training_and_keeps_the_best_weights(scans_npz, tmp_path
 
 def test_lower_lr_halves_the_learning_rate_across_stages(scans_npz, weights_dir):
     """The Python API, without a source top (source agreement unavailable)."""
-    from tlzoo.backbones import build_backbone, layer_groups
     from tlzoo.data import make_dataset, read_npz
-    from tlzoo.freeze import Stage, apply_stage
-    from tlzoo.model import build_model, find_backbone
+    from tlzoo.model.assemble import build_model, find_backbone
     from tlzoo.plugin import get_plugin
+    from tlzoo.train.schedule import Stage, apply_stage
+    from tlzoo.zoo import build_backbone, layer_groups
 
     keras.utils.set_random_seed(0)
     plugin = get_plugin("medical-imaging")
@@ -219,13 +225,13 @@ def test_refused_where_it_cannot_work(scans_npz, tmp_path, capsys):
         check_config(cfg, strategy_kind="multiworker")
     with pytest.raises(ConfigError, match="runs its own recipe"):
         check_config(cfg, custom_recipe=True)
-    from tlzoo.cli import main
+    from tlzoo.cli.main import main
 
     code = main(["adapt", "--plugin", "medical-imaging", "--data", str(scans_npz), "--backbone", "mobilenet_025",
                  "--weights", "none", "--input-size", "32", "--track-forgetting", "--max-drift", "2",
                  "--out", str(tmp_path / "c")])
     assert code == 2 and "max_drift bounds 1 - CKA" in capsys.readouterr().err
     with pytest.raises(DataError, match="at least 4 training examples, got 3"):
-        from tlzoo.forgetting import reference_indices
+        from tlzoo.extensions.forgetting import reference_indices
 
         reference_indices(3, 64, 0)

@@ -1,14 +1,19 @@
 """Freeze schedules do what they say: trainable sets, BN in inference mode, frozen weights
 untouched, and per-group learning rates."""
+import keras
 import numpy as np
 import pytest
-
-import keras
-
-from tlzoo.backbones import build_backbone, layer_groups
-from tlzoo.errors import ConfigError
-from tlzoo.freeze import FreezeSchedule, Stage, apply_stage, make_optimizer, trainable_groups
 from support import rng_images
+
+from tlzoo.errors import ConfigError
+from tlzoo.train.schedule import (
+    FreezeSchedule,
+    Stage,
+    apply_stage,
+    make_optimizer,
+    trainable_groups,
+)
+from tlzoo.zoo import build_backbone, layer_groups
 
 
 @pytest.fixture

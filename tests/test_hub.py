@@ -8,13 +8,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import shared_weights_dir
 from support import rng_images
-from tlzoo.backbones import build_backbone, get_backbone_spec, layer_groups, list_backbones
-from tlzoo.backbones.hub import HubLayer, find_hub_layers, is_batchnorm_variable
+
 from tlzoo.errors import ConfigError, WeightsError
-from tlzoo.freeze import Stage, apply_stage, make_optimizer
+from tlzoo.train.schedule import Stage, apply_stage, make_optimizer
+from tlzoo.zoo import build_backbone, get_backbone_spec, layer_groups, list_backbones
+from tlzoo.zoo.hub import HubLayer, find_hub_layers, is_batchnorm_variable
 
 SIZE = 64
 
@@ -24,7 +24,7 @@ def hub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weights = shared_weights_dir()
     if weights is None:
         pytest.skip("needs ../shared/weights (real ImageNet weights); absent on this machine")
-    from tlzoo.backbones.hub_savedmodel import keras_to_hub_savedmodel
+    from tlzoo.zoo.hub_savedmodel import keras_to_hub_savedmodel
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLZOO_WEIGHTS_DIR", str(weights))
@@ -182,10 +182,10 @@ def test_hub_backbone_rejects_other_weights(hub_dir, weights_dir):
 
 def test_adapt_and_export_round_trip(hub_dir, weights_dir, scans_npz, tmp_path):
     import yaml
-
     from support import fast_config
-    from tlzoo.adapt import adapt
-    from tlzoo.export import export
+
+    from tlzoo.deploy.export import export
+    from tlzoo.train.recipe import adapt
 
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), backbone=f"hub:{hub_dir}",
                    weights="imagenet", label_fraction=0.5))

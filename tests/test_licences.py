@@ -9,12 +9,12 @@ import pytest
 import yaml
 from support import fast_config
 
-from tlzoo.adapt import adapt
-from tlzoo.backbones import BACKBONES, WeightsInfo, get_backbone_spec, register_backbone
-from tlzoo.card import _licence_lines
-from tlzoo.cli import main
+from tlzoo.cli.main import main
+from tlzoo.deploy.card import _licence_lines
 from tlzoo.errors import ConfigError
-from tlzoo.licences import allowed_uses, licence_gate
+from tlzoo.extensions.licences import allowed_uses, licence_gate
+from tlzoo.train.recipe import adapt
+from tlzoo.zoo import BACKBONES, WeightsInfo, get_backbone_spec, register_backbone
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_known_licence_terms() -> None:
 
 
 def test_every_registered_weights_licence_is_known() -> None:
-    from tlzoo.backbones import list_backbones
+    from tlzoo.zoo import list_backbones
 
     # Entries made by `tlzoo pretrain` carry their source data's licence, which only the user knows.
     specs = [get_backbone_spec(n) for n in list_backbones()]

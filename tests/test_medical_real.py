@@ -2,7 +2,8 @@
 
 A short recipe only (the full figures come from benchmarks/pneumonia_transfer.py)."""
 from support import shared_data_path
-from tlzoo.adapt import AdaptConfig, adapt
+
+from tlzoo.train.recipe import AdaptConfig, adapt
 
 
 def test_pneumoniamnist_few_labels(weights_dir, tmp_path):

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from support import fast_config
+
 from tlzoo.data import DataSplits, Split
+from tlzoo.data.synthetic import opacity_scans
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.multitask import MaskedAUC, MaskedTaskLoss, parse_tasks, task_labels
-from tlzoo.synthetic import opacity_scans
+from tlzoo.model.multitask import MaskedAUC, MaskedTaskLoss, parse_tasks, task_labels
 
 TASKS = [
     {"name": "finding", "kind": "binary", "classes": {"clear": "no", "*": "yes"}},
@@ -103,8 +103,8 @@ def _two_task_npz(path: Path, n: int = 200, size: int = 32) -> Path:
 
 
 def test_multitask_run_trains_both_heads_and_exports_named_outputs(tmp_path, weights_dir):
-    from tlzoo.adapt import adapt, evaluate, load_model
-    from tlzoo.export import export, verify
+    from tlzoo.deploy.export import export, verify
+    from tlzoo.train.recipe import adapt, evaluate, load_model
 
     data = _two_task_npz(tmp_path / "two.npz")
     tasks = [{"name": "finding", "kind": "binary"},
@@ -139,7 +139,7 @@ def test_multitask_run_trains_both_heads_and_exports_named_outputs(tmp_path, wei
 
 
 def test_multitask_refuses_what_it_cannot_do(tmp_path):
-    from tlzoo.adapt import adapt
+    from tlzoo.train.recipe import adapt
 
     data = _two_task_npz(tmp_path / "two.npz", n=60)
     with pytest.raises(DataError, match="reads labels from 'site'"):

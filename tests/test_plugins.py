@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from tlzoo.errors import ConfigError
-from tlzoo.plugin import DomainPlugin, PLUGINS, get_plugin, list_plugins, register_plugin
+from tlzoo.plugin import (
+    PLUGINS,
+    DomainPlugin,
+    get_plugin,
+    list_plugins,
+    register_plugin,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +86,7 @@ def toy_site(tmp_path_factory):
 
 def _tlzoo(args, site, **kw):
     env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "tlzoo.cli", *args], env=env, capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "tlzoo.cli.main", *args], env=env, capture_output=True, text=True, **kw)
 
 
 def test_thirdparty_plugin_is_discovered_and_adapts(toy_site, scans_npz, tmp_path):

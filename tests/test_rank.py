@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlzoo.analysis.rank import (
+    knn_loo,
+    linear_probe,
+    logme,
+    logme_target,
+    resolve_candidates,
+    unavailable_reason,
+)
 from tlzoo.errors import ConfigError, NotFoundError
-from tlzoo.rank import knn_loo, linear_probe, logme, logme_target, resolve_candidates, unavailable_reason
 
 RESNET50_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
@@ -102,7 +109,7 @@ def test_candidates_patterns_weights_and_reasons(monkeypatch: pytest.MonkeyPatch
 
 def test_rank_orders_pretrained_above_random_and_skips_missing_weights(weights_dir: Path, scans_npz: Path,
                                                                        tmp_path: Path) -> None:
-    from tlzoo.rank import rank
+    from tlzoo.analysis.rank import rank
 
     out = tmp_path / "rank"
     result = rank("medical-imaging", str(scans_npz), ["mobilenet_025", "mobilenet_025@none", "resnet50"],
@@ -129,7 +136,7 @@ def test_rank_orders_pretrained_above_random_and_skips_missing_weights(weights_d
 
 
 def test_rank_max_samples_and_bad_input(scans_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tlzoo.rank import rank
+    from tlzoo.analysis.rank import rank
 
     monkeypatch.setenv("TLZOO_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
@@ -149,7 +156,7 @@ def test_rank_max_samples_and_bad_input(scans_npz: Path, tmp_path: Path, monkeyp
 
 def test_cli_prints_the_ranked_table_and_the_skipped(scans_npz: Path, tmp_path: Path, capsys,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from tlzoo.cli import main
+    from tlzoo.cli.main import main
 
     monkeypatch.setenv("TLZOO_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))

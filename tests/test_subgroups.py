@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 from sklearn import metrics as skm
-
 from support import fast_config
+
 from tlzoo.data import DataSplits, Split, read_npz, subsample_labels
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.groups import assign_groups
-from tlzoo.metrics import binary_metrics
-from tlzoo.subgroups import card_section, markdown_lines, subgroup_report
+from tlzoo.evaluation.metrics import binary_metrics
+from tlzoo.extensions.subgroup_attributes import assign_groups
+from tlzoo.extensions.subgroups import card_section, markdown_lines, subgroup_report
 
 
 def planted(n_per_group: int, seed: int = 0):
@@ -189,10 +189,10 @@ def test_brightness_bands_use_train_edges():
 
 
 def test_adapt_reports_subgroups_and_the_card_warns(scans_npz, tmp_path):
-    from tlzoo.adapt import adapt
-    from tlzoo.card import build_card, render_markdown
-    from tlzoo.export import Contract
+    from tlzoo.deploy.card import build_card, render_markdown
+    from tlzoo.deploy.export import Contract
     from tlzoo.plugin import get_plugin
+    from tlzoo.train.recipe import adapt
 
     arrays = dict(np.load(scans_npz))
     for s in ("train", "val", "test"):

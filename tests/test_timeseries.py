@@ -7,9 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlzoo.backbones import build_backbone, check_input_shape, get_backbone_spec, layer_groups, list_backbones
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.plugin import get_plugin
+from tlzoo.zoo import (
+    build_backbone,
+    check_input_shape,
+    get_backbone_spec,
+    layer_groups,
+    list_backbones,
+)
 
 TS_BACKBONES = ["ts_fcn", "ts_inception", "ts_resnet", "ts_transformer"]
 
@@ -105,8 +111,9 @@ def test_out_of_order_timestamps(tmp_path):
 
 
 def test_fp_budget_threshold_and_fraud_metrics():
-    from tlzoo.metrics import threshold_for_max_fpr
     from tlzoo_timeseries.fraud_metrics import fraud_metrics, precision_at_k
+
+    from tlzoo.evaluation.metrics import threshold_for_max_fpr
 
     rng = np.random.default_rng(0)
     y = (rng.random(2000) < 0.05).astype(int)
@@ -138,9 +145,9 @@ def test_augmentations_training_only_and_shape():
 
 
 def test_pretrain_adapt_export_round_trip(tmp_path, home):
-    from tlzoo.adapt import adapt, evaluate
-    from tlzoo.export import export
-    from tlzoo.pretrain import pretrain
+    from tlzoo.deploy.export import export
+    from tlzoo.train.recipe import adapt, evaluate
+    from tlzoo.zoo.pretrain import pretrain
 
     data = str(event_table(tmp_path / "cc.npz", n=300))
     p = pretrain(plugin="timeseries-fraud", data=data, name="toy_fcn", backbone="ts_fcn", epochs=2,
@@ -178,8 +185,8 @@ def test_pretrain_adapt_export_round_trip(tmp_path, home):
 
 
 def test_contrastive_pretraining_and_channel_mismatch(tmp_path, home):
-    from tlzoo.adapt import adapt
-    from tlzoo.pretrain import pretrain
+    from tlzoo.train.recipe import adapt
+    from tlzoo.zoo.pretrain import pretrain
 
     data = str(event_table(tmp_path / "w.npz", n=300, accounts=4))
     p = pretrain(plugin="timeseries-fraud", data=data, name="toy_tr", backbone="ts_transformer",

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlzoo.adapt import AdaptConfig, adapt
-from tlzoo.cli import main as cli_main
+from tlzoo.analysis.tune import TuneConfig, resolve_space, tune
+from tlzoo.cli.main import main as cli_main
 from tlzoo.errors import ConfigError, TlzooError
 from tlzoo.plugin import get_plugin
-from tlzoo.tune import TuneConfig, resolve_space, tune
+from tlzoo.train.recipe import AdaptConfig, adapt
 
 SMALL = {"backbone": ["small_cnn"], "epochs": 2, "learning_rate": {"min": 0.003, "max": 0.03, "sampling": "log"}}
 
@@ -107,7 +107,7 @@ def test_unfrozen_trials_run_the_adapt_recipe(scans_npz: Path, tmp_path: Path) -
 
 
 def _cli(args: list[str], **env: str) -> list[str]:
-    return [sys.executable, "-m", "tlzoo.cli", "tune", *args]
+    return [sys.executable, "-m", "tlzoo.cli.main", "tune", *args]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -125,7 +125,7 @@ def _write_space(path: Path, **entries) -> Path:
 
 
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
-    from tlzoo.synthetic import write_opacity_npz
+    from tlzoo.data.synthetic import write_opacity_npz
 
     # Enough images that a naive epoch (backbone over every image) takes a while: the kill lands mid-trial.
     data = write_opacity_npz(tmp_path / "scans.npz", n_train=1500, n_val=200, n_test=64, size=32, contrast=60)
@@ -214,7 +214,7 @@ def test_recipe_resumes_from_its_epoch_checkpoint(scans_npz: Path, tmp_path: Pat
     """The adapt recipe (unfrozen trials) writes a checkpoint per epoch and continues from it."""
     from support import fast_config
 
-    from tlzoo.checkpoint import EpochCheckpoint
+    from tlzoo.train.checkpoints import EpochCheckpoint
 
     schedule = {"stages": [{"name": "head", "epochs": 2, "trainable": 0, "learning_rate": 1e-3},
                            {"name": "all", "epochs": 2, "trainable": "all", "learning_rate": 1e-3}]}

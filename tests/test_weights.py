@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlzoo.backbones import build_backbone
-from tlzoo.backbones.weights import save_keras_h5, sha256_of
 from tlzoo.errors import ConfigError, WeightsError
+from tlzoo.zoo import build_backbone
+from tlzoo.zoo.weights import save_keras_h5, sha256_of
 
 KERAS_FILE = "mobilenet_2_5_224_tf_no_top.h5"  # the name Keras gives MobileNet 0.25 no-top weights
 
@@ -101,7 +101,7 @@ def test_shared_imagenet_weights_classify_a_cat(weights_dir, monkeypatch, tmp_pa
     resolution chain (guards the mirror path against silently random weights)."""
     import keras
 
-    from tlzoo.backbones.weights import routed_keras_downloads
+    from tlzoo.zoo.weights import routed_keras_downloads
 
     skimage = pytest.importorskip("skimage.data")
     records = []

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlzoo.backbones import build_backbone, list_backbones
-from tlzoo.backbones.hub import cache_key
-from tlzoo.backbones.keras_weight_files import KERAS_WEIGHT_FILES
-from tlzoo.backbones.weights import save_keras_h5, sha256_of
-from tlzoo.cli import main
+from tlzoo.cli.main import main
 from tlzoo.errors import WeightsError
+from tlzoo.zoo import build_backbone, list_backbones
+from tlzoo.zoo.hub import cache_key
+from tlzoo.zoo.keras_weight_files import KERAS_WEIGHT_FILES
+from tlzoo.zoo.weights import save_keras_h5, sha256_of
 
 V1_FILE = "mobilenet_2_5_224_tf_no_top.h5"
 V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -67,7 +67,7 @@ def test_file_table_is_what_keras_asks_for():
     """Re-derive two entries by intercepting Keras' own download call."""
     from keras.src.utils import file_utils
 
-    from tlzoo.backbones import get_backbone_spec
+    from tlzoo.zoo import get_backbone_spec
 
     class Asked(Exception):
         pass

@@ -15,12 +15,12 @@ from typing import Any, ClassVar, Sequence
 import keras
 import numpy as np
 
-from tlzoo import metrics as metrics_lib
 from tlzoo.data import DataSplits, read_source
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.freeze import FreezeSchedule
-from tlzoo.layers import CastToFloat32
+from tlzoo.evaluation import metrics as metrics_lib
+from tlzoo.model.layers import CastToFloat32
 from tlzoo.registry import Registry
+from tlzoo.train.schedule import FreezeSchedule
 
 log = logging.getLogger(__name__)
 

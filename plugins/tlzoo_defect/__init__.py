@@ -23,9 +23,8 @@ import numpy as np
 import tlzoo.anomaly  # noqa: F401  (registers the anomaly model's layers, so runs load with safe_mode)
 from tlzoo.data import DataSplits
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.freeze import FreezeSchedule
 from tlzoo.plugin import DomainPlugin
-
+from tlzoo.train.schedule import FreezeSchedule
 from tlzoo_defect.augment import RandomBlur, RandomQuarterTurn
 
 MODES = ("classify", "anomaly")
@@ -105,7 +104,11 @@ class DefectDetectionPlugin(DomainPlugin):
     def read_data(self, source: str, *, seed: int = 0, options: dict[str, Any] | None = None) -> DataSplits:
         if not self.anomaly:
             return super().read_data(source, seed=seed, options=options)
-        from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
+        from tlzoo_defect.anomaly_data import (
+            anomaly_splits,
+            normal_label,
+            read_labelled,
+        )
 
         labelled = read_labelled(source)
         splits, _ = anomaly_splits(labelled, normal_label(labelled, self.options["normal_class"]), seed=seed,

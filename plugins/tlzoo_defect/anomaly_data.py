@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from tlzoo.anomaly.patchcore import images_to_batch
-from tlzoo.data import IMAGE_SUFFIXES, DataSplits, Split, _as_images, _as_labels, _load_image, resolve_path
+from tlzoo.data import (
+    IMAGE_SUFFIXES,
+    DataSplits,
+    Split,
+    _as_images,
+    _as_labels,
+    _load_image,
+    resolve_path,
+)
 from tlzoo.errors import ConfigError, DataError
 
 NORMAL_NAMES = ("good", "ok", "normal", "free", "defect_free", "mt_free", "nominal")
@@ -125,7 +133,7 @@ def anomaly_splits(data: Labelled, normal: int, *, seed: int = 0, train_fraction
         pool = np.flatnonzero(~data.official_test)
         rng.shuffle(pool)
         test_idx = np.flatnonzero(data.official_test)
-        note = f"train: the train/ folder; test: the test/ folder"
+        note = "train: the train/ folder; test: the test/ folder"
     else:
         normals = np.flatnonzero(is_normal)
         rng.shuffle(normals)

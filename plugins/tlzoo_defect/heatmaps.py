@@ -1,4 +1,4 @@
-"""PNG figures of anomaly mode beyond the shared ones in ``tlzoo.plots`` (the heat-map overlays
+"""PNG figures of anomaly mode beyond the shared ones in ``tlzoo.evaluation.plots`` (the heat-map overlays
 live there, shared with ``tlzoo explain``): score histograms."""
 from __future__ import annotations
 

@@ -5,23 +5,23 @@ report.md)."""
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from tlzoo import metrics as metrics_lib
-from tlzoo import plots
-from tlzoo._version import __version__
-from tlzoo.anomaly.patchcore import (MAP_OUTPUT, SCORE_OUTPUT, PatchCore, PatchCoreConfig, false_alarm_threshold,
-                                    map_display_range)
-from tlzoo.backbones import get_backbone_spec, layer_groups
+from tlzoo.anomaly.patchcore import (
+    PatchCore,
+    PatchCoreConfig,
+    false_alarm_threshold,
+    map_display_range,
+)
 from tlzoo.errors import ConfigError
-from tlzoo.rundir import atomic_dir, check_target, write_json, write_yaml
-
+from tlzoo.evaluation import metrics as metrics_lib
+from tlzoo.evaluation import plots
+from tlzoo.runs.directory import atomic_dir, check_target, write_json, write_yaml
+from tlzoo.zoo import get_backbone_spec, layer_groups
 from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 from tlzoo_defect.heatmaps import score_histogram
 
@@ -44,10 +44,11 @@ def anomaly_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, max_fal
 
 def run_anomaly(cfg: Any, plugin: Any) -> Any:
     """``adapt()`` for ``mode=anomaly``; returns the same ``RunResult``."""
-    from tlzoo.adapt import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunResult, _now, _tf_version
+    from tlzoo.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, environment, now
+    from tlzoo.train.recipe import RunResult
 
     o = plugin.options
-    t_start, started_at = time.perf_counter(), _now()
+    t_start, started_at = time.perf_counter(), now()
     backbone_name = cfg.backbone or plugin.default_backbone
     spec = get_backbone_spec(backbone_name)
     input_size = int(cfg.input_size or o["anomaly_input_size"])
@@ -90,8 +91,7 @@ def run_anomaly(cfg: Any, plugin: Any) -> Any:
         "weights": detector.weights_record.to_dict() if detector.weights_record else
                    {"source": "random" if cfg.weights is None else cfg.weights},
         "data": {**data.summary(), "fingerprint": data.fingerprint(), "normal_class": labelled.class_names[normal]},
-        "environment": {"python": platform.python_version(), "keras": keras.__version__,
-                        "tensorflow": _tf_version(), "tlzoo": __version__},
+        "environment": environment(),
     }
 
     with atomic_dir(out, cfg.overwrite) as tmp:
@@ -136,7 +136,7 @@ def run_anomaly(cfg: Any, plugin: Any) -> Any:
         score_histogram(val_scores, test_scores, data.test.y, threshold, tmp / "score_histogram.png")
         figures = _heatmaps(tmp, data, test_scores, test_maps, test_types, labelled.class_names, threshold,
                             int(o["heatmaps"]), cfg.seed)
-        resolved["started_at"], resolved["finished_at"] = started_at, _now()
+        resolved["started_at"], resolved["finished_at"] = started_at, now()
         resolved["wall_time_s"] = round(time.perf_counter() - t_start, 1)
         write_yaml(tmp / CONFIG_FILE, resolved)
         _write_report(tmp / REPORT, resolved, metrics, figures)

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 import keras
 
-from tlzoo.freeze import FreezeSchedule
 from tlzoo.plugin import DomainPlugin
+from tlzoo.train.schedule import FreezeSchedule
 
 
 class MedicalImagingPlugin(DomainPlugin):
@@ -29,7 +29,7 @@ class MedicalImagingPlugin(DomainPlugin):
     default_input_size: ClassVar[int | None] = 96
     monitor: ClassVar[str] = "auc"
     description: ClassVar[str] = "chest X-ray / grayscale scans; ROC-AUC, sensitivity, specificity"
-    # Read by the model card (tlzoo.card) of every export of a run made with this plugin.
+    # Read by the model card (tlzoo.deploy.card) of every export of a run made with this plugin.
     intended_use: ClassVar[str] = (
         "Research and decision-support prototyping on scans of the same modality, view, resolution and "
         "population as the training data (e.g. triage or second-reader experiments, under clinical oversight). "

@@ -38,11 +38,10 @@ import numpy as np
 
 from tlzoo.data import DataSplits
 from tlzoo.errors import DataError
-from tlzoo.freeze import FreezeSchedule, Stage
-from tlzoo.layers import FeatureScaler
-from tlzoo.metrics import threshold_for_max_fpr
+from tlzoo.evaluation.metrics import threshold_for_max_fpr
+from tlzoo.model.layers import FeatureScaler
 from tlzoo.plugin import DomainPlugin
-
+from tlzoo.train.schedule import FreezeSchedule, Stage
 from tlzoo_timeseries import events
 from tlzoo_timeseries.augment import AUGMENTATIONS, SeriesAugmenter
 from tlzoo_timeseries.fraud_metrics import fraud_metrics

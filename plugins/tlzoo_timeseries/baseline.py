@@ -35,7 +35,7 @@ def gbm_baseline(data: DataSplits, *, seed: int, choose_threshold: Callable[[np.
 def pr_curves(y: np.ndarray, scores: dict[str, np.ndarray], path: Path, title: str = "test precision-recall") -> None:
     from sklearn import metrics as skm
 
-    from tlzoo.plots import plt
+    from tlzoo.evaluation.plots import plt
 
     fig, ax = plt.subplots(figsize=(5, 4.5))
     for name, p in scores.items():

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from tlzoo import metrics as metrics_lib
+from tlzoo.evaluation import metrics as metrics_lib
 
 
 def recall_at_fpr(y: np.ndarray, p: np.ndarray, fpr_max: float) -> float:

@@ -25,10 +25,10 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from tlzoo.backbones import build_backbone, get_backbone_spec, layer_groups
-from tlzoo.backbones.weights import ResolvedWeights
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.layers import BackbonePreprocess, CastToFloat32
+from tlzoo.model.layers import BackbonePreprocess, CastToFloat32
+from tlzoo.zoo import build_backbone, get_backbone_spec, layer_groups
+from tlzoo.zoo.weights import ResolvedWeights
 
 log = logging.getLogger(__name__)
 

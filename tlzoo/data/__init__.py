@@ -12,12 +12,24 @@ from __future__ import annotations
 
 from tlzoo.data.arrays import _as_images, _as_labels, array_fingerprint, read_npz  # noqa: F401 (older imports)
 from tlzoo.data.folders import read_folder
-from tlzoo.data.images import IMAGE_SUFFIXES, ImageFiles, decode_file, is_lazy, load_image
+from tlzoo.data.images import (
+           IMAGE_SUFFIXES,
+           ImageFiles,
+           decode_file,
+           is_lazy,
+           load_image,
+)
 
 _load_image = load_image  # the name older modules import
 from tlzoo.data.index import DataOptions
 from tlzoo.data.sources import read_source, resolve_path
-from tlzoo.data.splits import SPLITS, DataSplits, Split, stratified_split, subsample_labels
+from tlzoo.data.splits import (
+           SPLITS,
+           DataSplits,
+           Split,
+           stratified_split,
+           subsample_labels,
+)
 from tlzoo.data.stream import image_batches, make_dataset, predict_batches
 from tlzoo.data.tables import read_table
 from tlzoo.data.tfds_source import read_tfds

@@ -17,7 +17,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_modality_lut, apply_voi, apply_voi_lut, apply_windowing, get_decoder
+from pydicom.pixels import (
+    apply_modality_lut,
+    apply_voi,
+    apply_voi_lut,
+    apply_windowing,
+    get_decoder,
+)
 from pydicom.uid import UID
 
 from tlzoo.errors import DataError

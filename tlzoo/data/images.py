@@ -203,7 +203,7 @@ class LazyImages:
     channels: int
     size: tuple[int, int] | None
     cache_dir: str | None = None
-    shardable = True  # each worker can stream its own part (tlzoo.distribute)
+    shardable = True  # each worker can stream its own part (tlzoo.train.distribution)
 
     def __len__(self) -> int:
         raise NotImplementedError

@@ -38,7 +38,7 @@ class DataSplits:
     class_names: list[str]
     source: str
     notes: list[str] = field(default_factory=list)  # how the splits were made
-    group_by: str | None = None  # the attribute the splits' ``groups`` hold (tlzoo.groups)
+    group_by: str | None = None  # the attribute the splits' ``groups`` hold (tlzoo.extensions.subgroup_attributes)
     report: dict[str, Any] = field(default_factory=dict)  # what the reader found and skipped (config.yaml)
 
     def split(self, name: str) -> Split:

@@ -3,8 +3,8 @@ from typing import Any, ClassVar
 
 import keras
 
-from tlzoo.freeze import FreezeSchedule
 from tlzoo.plugin import DomainPlugin
+from tlzoo.train.schedule import FreezeSchedule
 
 
 class ToyScansPlugin(DomainPlugin):

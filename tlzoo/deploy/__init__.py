@@ -1,0 +1,1 @@
+"""Deployment: exports (SavedModel, ONNX, TFLite) with parity checks, model card, manifest, and ``predict``."""

@@ -1,0 +1,322 @@
+"""Model cards: the lineage of an exported model, from pretrained source to the artefacts.
+
+Built only from what the run directory recorded (``config.yaml``, ``metrics.json``,
+``history.json``) and what the export measured (parity, recomputed test metrics), so every
+figure on the card can be traced to a file. ``model_card.json`` is for machines,
+``model_card.md`` for people; both hold the same facts.
+"""
+from __future__ import annotations
+
+import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tlzoo.extensions import domain_adaptation as domain
+from tlzoo.extensions import subgroups
+from tlzoo.extensions.forgetting import markdown_lines as forgetting_lines
+from tlzoo.runs.directory import write_json
+
+CARD_SCHEMA = "tlzoo.model_card/1"
+
+GENERIC_LIMITATIONS = (
+    "Evaluated only on the held-out test split of the data set named below; performance on data from "
+    "another source, device or population is unknown until measured there.",
+    "Probabilities are not calibrated unless stated; the decision threshold was fixed before export.",
+    "Inputs must follow the input contract (dtype, shape, value range); anything else is outside what was tested.",
+)
+
+
+def _plugin_version(plugin: Any) -> dict[str, Any]:
+    cls = type(getattr(plugin, "plugin", plugin))  # a multi-task run: the plugin it wraps
+    declared = getattr(cls, "version", None)
+    top = cls.__module__.split(".")[0]
+    dists = metadata.packages_distributions().get(top, [])
+    dist = dists[0] if dists else None
+    dist_version = None
+    if dist:
+        try:
+            dist_version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"version": str(declared or dist_version or "unknown"), "distribution": dist,
+            "distribution_version": dist_version, "class": f"{cls.__module__}.{cls.__qualname__}"}
+
+
+def _weights(config: dict[str, Any]) -> dict[str, Any]:
+    record = dict(config.get("weights") or {})
+    asked = config["adapt"].get("weights")
+    out: dict[str, Any] = {"requested": asked, **record}
+    if asked is None or record.get("source") == "random":
+        out.update(source="random", licence="not applicable (random initialisation, no pretrained weights)")
+        return out
+    from tlzoo.zoo import get_backbone_spec
+
+    try:
+        info = get_backbone_spec(config["backbone"]["name"]).weights_info(str(asked))
+    except Exception:
+        info = None
+    if info is not None:
+        out.update(licence=info.licence, dataset=info.dataset, published_by=info.source)
+    else:
+        out.setdefault("licence", "unknown: weights given as a file; record their licence with the file")
+    return out
+
+
+def _schedule_run(config: dict[str, Any], metrics: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    planned = (config.get("schedule") or {}).get("stages", [])
+    epochs_run: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    for row in history:
+        epochs_run[row.get("stage", "?")] = epochs_run.get(row.get("stage", "?"), 0) + 1
+        seconds[row.get("stage", "?")] = seconds.get(row.get("stage", "?"), 0.0) + float(row.get("seconds", 0) or 0)
+    stages = []
+    for stage in planned:
+        name, n_planned = stage.get("name"), int(stage.get("epochs", 0))
+        ran = epochs_run.get(name, 0)
+        stages.append({
+            "name": name, "trainable": stage.get("trainable"), "learning_rate": stage.get("learning_rate"),
+            "lr_decay": stage.get("lr_decay"), "lr_schedule": stage.get("schedule"),
+            "train_batchnorm": stage.get("train_batchnorm"), "epochs_planned": n_planned, "epochs_run": ran,
+            "stopped_early": bool(history) and ran < n_planned, "seconds": round(seconds.get(name, 0.0), 1),
+        })
+    return {"stages": stages, "epochs_run": len(history),
+            "kept": {"epoch": metrics.get("best_epoch"), "stage": metrics.get("best_stage"),
+                     "monitor": metrics.get("monitor")},
+            "history_recorded": bool(history)}
+
+
+def _data(config: dict[str, Any], export_info: dict[str, Any]) -> dict[str, Any]:
+    d = config.get("data") or {}
+    adapt = config["adapt"]
+    return {
+        "source": d.get("source"),
+        "fingerprint_sha256": d.get("fingerprint"),
+        "fingerprint_matches_at_export": export_info.get("data_fingerprint_matches_run"),
+        "classes": d.get("classes"),
+        "splits": {s: {"n": d[s]["n"], "label_counts": d[s]["per_class"], "sample_shape": d[s].get("shape")}
+                   for s in ("train", "val", "test") if s in d},
+        "notes": d.get("notes", []),
+        "reader": _reader(d.get("reader") or {}),
+        "label_fraction": adapt.get("label_fraction"),
+        "labels_per_class": adapt.get("labels_per_class"),
+    }
+
+
+def _reader(r: dict[str, Any]) -> dict[str, Any]:
+    """How files were read: layout, per-sample attributes, channel rule, what was skipped and warned."""
+    if not r:
+        return {}
+    return {"layout": r.get("layout"), "attributes": r.get("attribute_columns") or [],
+            "channels": (r.get("channels") or {}).get("count"),
+            "skipped": {"unreadable": len(r.get("skipped_bad_files") or []), "other": r.get("skipped_other_files", 0),
+                        "hidden": r.get("skipped_hidden_files", 0)},
+            "warnings": r.get("warnings") or []}
+
+
+def _test_metrics(export_info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    all_metrics = export_info.get("test_metrics") or {}
+    run = _flat(all_metrics.get("run", {}))
+    recomputed = {}
+    for fmt, m in all_metrics.items():
+        if fmt == "run":
+            continue
+        recomputed[fmt] = {k: v for k, v in _flat(m).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return run, recomputed
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Multi-task metrics ({task: {metric: value}}) as {"task/metric": value}; others unchanged."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict) and "n_labelled" in value:
+            out.update({f"{key}/{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], history: list[dict[str, Any]],
+               plugin: Any, export_info: dict[str, Any]) -> dict[str, Any]:
+    """The model card as a dict (``model_card.json``)."""
+    adapt = config["adapt"]
+    backbone = config.get("backbone") or {}
+    run_metrics, recomputed = _test_metrics(export_info)
+    trained = config.get("finished_at")  # recorded by adapt
+    if trained is None and (Path(run_dir) / "metrics.json").exists():  # runs from before it was
+        trained = datetime.datetime.fromtimestamp((Path(run_dir) / "metrics.json").stat().st_mtime,
+                                                  datetime.timezone.utc).isoformat(timespec="seconds")
+    contract = export_info["contract"]
+    parity = {fmt: {k: s[k] for k in ("max_abs_diff", "mean_abs_diff", "agreement", "n", "bounds", "passed")}
+              | {"cases": {c: {k: v[k] for k in ("n", "max_abs_diff", "agreement")} for c, v in s["cases"].items()}}
+              for fmt, s in export_info["parity"].items()}
+    return {
+        "schema": CARD_SCHEMA,
+        "model": {
+            "name": export_info.get("model_name"),
+            "task": contract["task"],
+            "classes": contract["class_names"],
+            "decision_threshold": contract["threshold"],
+            "input": contract["input"],
+            "outputs": contract["outputs"],
+            "preprocessing_inside": "cast to float32, gray -> RGB where needed, resize to "
+                                    f"{adapt.get('input_size')} px, {backbone.get('preprocess') or 'none'}",
+        },
+        "intended_use": getattr(plugin, "intended_use", "") or
+        f"{plugin.describe().get('description') or plugin.name}: the task it was trained and tested on.",
+        "limitations": list(getattr(plugin, "limitations", ()) or ()) + list(GENERIC_LIMITATIONS)
+        + [w for w in [subgroups.warning(metrics.get("subgroups"))] if w],
+        "lineage": {
+            "backbone": {"name": backbone.get("name"), "family": backbone.get("family"),
+                         "num_params": backbone.get("num_params"), "preprocess": backbone.get("preprocess"),
+                         "input_size": adapt.get("input_size")},
+            "weights": _weights(config),
+            "licences": config.get("licences"),
+            "plugin": {"name": plugin.name, **_plugin_version(plugin), "options": (config.get("plugin") or {}).get("options")},
+            "freeze_schedule": _schedule_run(config, metrics, history),
+            "data": _data(config, export_info),
+            "n_train": metrics.get("n_train"),
+            "seed": adapt.get("seed"),
+            "batch_size": adapt.get("batch_size"),
+            "run_dir": export_info.get("run_dir"),
+        },
+        "test_metrics": run_metrics,
+        "test_metrics_recomputed": recomputed,
+        "subgroups": subgroups.card_section(metrics.get("subgroups")),
+        "forgetting": metrics.get("forgetting"),  # backbone drift / source agreement (tlzoo.extensions.forgetting)
+        "adaptation_method": config.get("adaptation_method"),  # L2-SP / CORAL / DANN / hybrid (tlzoo.extensions.domain_adaptation)
+        "calibration": {"decision": metrics.get("threshold_policy"), "threshold": contract["threshold"],
+                        **(metrics.get("calibration") or {"method": "none"})},
+        "parity": parity,
+        "artefacts": {fmt: {k: a[k] for k in ("path", "precision", "bytes") if k in a} | ({"opset": a["opset"]} if "opset" in a else {})
+                      for fmt, a in export_info["formats"].items()},
+        "environment": {"training": config.get("environment"), "export": export_info.get("versions")},
+        "dates": {"run_finished": trained, "exported": export_info.get("exported_at")},
+        "tlzoo_version": export_info.get("tlzoo_version"),
+    }
+
+
+def _calibration_lines(cal: dict[str, Any] | None) -> list[str]:
+    if not cal:
+        return []
+    lines = ["## Calibration and decision threshold", ""]
+    if cal.get("per_task"):  # multi-task: one temperature per task
+        lines.append("Probabilities are temperature-scaled per task (fitted on the validation split; layers of the "
+                     "exported model).")
+        lines += ["", "| task | T | ECE test before | ECE test after |", "|---|---|---|---|"]
+        lines += [f"| {t} | {_fmt(r['temperature'])} | {_fmt(r['test']['ece_before'])} | {_fmt(r['test']['ece_after'])} |"
+                  for t, r in cal["per_task"].items()]
+    elif cal.get("method") == "temperature":
+        lines.append(f"Probabilities are temperature-scaled (T = {cal['temperature']:.4f}, fitted on the validation "
+                     "split; a layer of the exported model, so every format returns them).")
+        lines += ["", "| split | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|"]
+        lines += [f"| {split} | {_fmt(cal[split]['ece_before'])} | {_fmt(cal[split]['ece_after'])} | "
+                  f"{_fmt(cal[split]['nll_before'])} | {_fmt(cal[split]['nll_after'])} |"
+                  for split in ("val", "test") if split in cal]
+    else:
+        lines.append("Probabilities are not recalibrated.")
+    lines += ["", f"Decision rule: {cal.get('decision')!s} (threshold {_fmt(cal.get('threshold'))}, chosen on the "
+              "validation split).", ""]
+    return lines
+
+
+def _licence_lines(licences: dict[str, Any] | None) -> list[str]:
+    if not licences:
+        return []
+    use = licences.get("intended_use")
+    head = f"- licences (declared intended use: {use}, checked before training)" if use else \
+        "- licences (no intended use declared, so not checked)"
+    return [head] + [f"  - {part}: {rec.get('licence')}" + (f" ({rec['verdict']})" if rec.get("verdict") else "")
+                     for part, rec in licences.items() if isinstance(rec, dict)]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    m, lin = card["model"], card["lineage"]
+    w, p, d, fs = lin["weights"], lin["plugin"], lin["data"], lin["freeze_schedule"]
+    lines = [f"# Model card: {m['name']}", ""]
+    lines += [f"{m['task']} classifier ({', '.join(map(str, m['classes']))}), exported by tlzoo {card['tlzoo_version']} "
+              f"on {card['dates']['exported']}.", "", "## Intended use", "", card["intended_use"], "",
+              "## Known limitations", ""]
+    lines += [f"- {x}" for x in card["limitations"]]
+    i = m["input"]
+    lines += ["", "## Input and outputs", "",
+              f"- input `{i['name']}`: {i['dtype']} `{i['shape']}` (batch free), raw values as the data holds them",
+              f"- inside the model: {m['preprocessing_inside']}",
+              ]
+    # probabilities per head (one per task for multi-task models), labels by their rule, other outputs
+    lines += [f"- output `{k}`: {v['dtype']}" + (f", {v['rule']}" if "rule" in v else f" `{v['shape']}`")
+              for k, v in m["outputs"].items()] + [""]
+    lines += ["## Lineage", "",
+              f"- backbone: `{lin['backbone']['name']}` ({lin['backbone']['family']}, "
+              f"{_fmt(lin['backbone']['num_params'])} parameters), input {lin['backbone']['input_size']} px",
+              f"- pretrained weights: {w.get('requested') or 'none'} from {w.get('source')}"
+              + (f" (`{w['file']}`)" if w.get("file") else ""),
+              f"  - sha256 `{w.get('sha256') or '-'}`",
+              f"  - licence: {w.get('licence')}" + (f"; trained on {w['dataset']}" if w.get("dataset") else ""),
+              *_licence_lines(lin.get("licences")),
+              f"- plugin: `{p['name']}` {p['version']} (`{p['class']}`)",
+              f"- data: `{d['source']}`, fingerprint sha256 `{d['fingerprint_sha256']}`"
+              + ("" if d["fingerprint_matches_at_export"] is None else
+                 f" ({'re-read and matched' if d['fingerprint_matches_at_export'] else 'DIFFERS from the data read'} at export)"),
+              f"  - label fraction: {_fmt(d['label_fraction'])}, labels per class: {_fmt(d['labels_per_class'])}, "
+              f"training labels used: {lin['n_train']}"]
+    for split, s in d["splits"].items():
+        lines.append(f"  - {split}: {s['n']} samples, label counts {s['label_counts']}")
+    lines += [f"  - {n}" for n in d["notes"]]
+    r = d.get("reader") or {}
+    if r:
+        lines.append(f"  - read as {r['layout']}, {r['channels']} channel(s); per-sample attributes: "
+                     f"{', '.join(r['attributes']) or 'none'}; skipped: {r['skipped']['unreadable']} unreadable, "
+                     f"{r['skipped']['other']} non-image, {r['skipped']['hidden']} hidden files")
+        lines += [f"  - warning: {w}" for w in r["warnings"]]
+    lines += [f"- seed {lin['seed']}, batch size {lin['batch_size']}", "", "### Freeze schedule as run", "",
+              "| stage | trainable | lr | lr decay | epochs planned | epochs run | seconds |",
+              "|---|---|---|---|---|---|---|"]
+    for s in fs["stages"]:
+        lines.append(f"| {s['name']} | {s['trainable']} | {_fmt(s['learning_rate'])} | {_fmt(s['lr_decay'])} | "
+                     f"{s['epochs_planned']} | {s['epochs_run']} | {_fmt(s['seconds'])} |")
+    kept = fs["kept"]
+    lines += ["", f"Weights kept from epoch {kept['epoch']} (stage {kept['stage']!s}), best "
+              f"{(kept.get('monitor') or {}).get('name')} = {_fmt((kept.get('monitor') or {}).get('value'))}.", ""]
+    lines += ["## Test metrics", "", "| metric | run | " + " | ".join(card["test_metrics_recomputed"]) + " |",
+              "|---|---|" + "---|" * len(card["test_metrics_recomputed"])]
+    for key, value in card["test_metrics"].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row = [_fmt(card["test_metrics_recomputed"][f].get(key)) for f in card["test_metrics_recomputed"]]
+            lines.append(f"| {key} | {_fmt(value)} | " + " | ".join(row) + " |")
+    lines += ["", "(`run`: metrics.json of the run; the other columns recomputed at export from each format.)", ""]
+    lines += subgroups.markdown_lines(card.get("subgroups"))
+    lines += forgetting_lines(card.get("forgetting"))
+    lines += domain.card_lines(card.get("adaptation_method"))
+    lines += _calibration_lines(card.get("calibration"))
+    lines += ["## Parity with the Keras model", "",
+              "| format | max abs diff | mean abs diff | label agreement | bound | cases |", "|---|---|---|---|---|---|"]
+    for fmt, s in card["parity"].items():
+        cases = ", ".join(f"{c} ({v['n']}): {_fmt(v['max_abs_diff'])}" for c, v in s["cases"].items())
+        bound = ", ".join(f"{k} <= {v:g}" for k, v in s["bounds"].items())
+        lines.append(f"| {fmt} | {_fmt(s['max_abs_diff'])} | {_fmt(s['mean_abs_diff'])} | {s['agreement']:.1%} | {bound} | {cases} |")
+    lines += ["", "## Artefacts", ""]
+    for fmt, a in card["artefacts"].items():
+        lines.append(f"- {fmt}: `{a['path']}` ({a['precision']}, {a['bytes'] / 1e6:.1f} MB"
+                     + (f", opset {a['opset']}" if "opset" in a else "") + ")")
+    lines += ["", "Every file's sha256 is in `manifest.json`; `tlzoo verify` re-checks them and re-runs parity.", "",
+              "## Environment", ""]
+    for phase, env in card["environment"].items():
+        lines.append(f"- {phase}: " + ", ".join(f"{k} {v}" for k, v in (env or {}).items() if v))
+    lines += ["", f"Run finished {card['dates']['run_finished']}; exported {card['dates']['exported']}.", ""]
+    return "\n".join(lines)
+
+
+def write_card(directory: Path, card: dict[str, Any]) -> None:
+    write_json(Path(directory) / "model_card.json", card)
+    (Path(directory) / "model_card.md").write_text(render_markdown(card))

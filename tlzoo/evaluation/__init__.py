@@ -1,0 +1,1 @@
+"""Metrics, operating-point thresholds and the plots written next to them."""

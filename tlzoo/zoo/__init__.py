@@ -1,0 +1,170 @@
+"""The backbone zoo: one registry, glob listing, and one builder that resolves weights."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import keras
+
+from tlzoo.errors import ConfigError
+from tlzoo.registry import Registry
+from tlzoo.zoo.spec import (
+    BackboneSpec,
+    LayerGroup,
+    WeightsInfo,
+    assign_groups,
+    layer_groups,
+)
+from tlzoo.zoo.weights import ResolvedWeights, resolve_explicit, routed_keras_downloads
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+
+
+def register_backbone(spec: BackboneSpec, *, replace: bool = False) -> BackboneSpec:
+    """Add a backbone to the zoo (``tlzoo.register_backbone(BackboneSpec(...))``)."""
+    return BACKBONES.register(spec.name, spec, replace=replace)
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """A registered backbone, or ``hub:<TF-Hub handle, URL or SavedModel directory>``."""
+    if name.startswith("hub:"):
+        from tlzoo.zoo.hub import spec_for_ref
+
+        return spec_for_ref(name)
+    _load_catalog()
+    return BACKBONES.get(name)
+
+
+def list_backbones(pattern: str | None = None) -> list[str]:
+    """Registered backbone names, optionally filtered by a glob (``"efficientnet*"``)."""
+    _load_catalog()
+    return BACKBONES.names(pattern)
+
+
+def backbone_info(name: str) -> dict[str, Any]:
+    """Sizes, preprocessing, feature dimension, parameters, weights, licence, layer-group rules."""
+    return get_backbone_spec(name).info()
+
+
+def check_input_shape(spec: BackboneSpec, input_shape: Sequence[int | None]) -> tuple[int, ...]:
+    shape = tuple(input_shape)
+    if spec.modality == "image":
+        if len(shape) != 3:
+            raise ConfigError(
+                f"input_shape {shape} for backbone {spec.name!r} must be (height, width, channels)"
+            )
+        h, w, _ = shape
+        for side in (h, w):
+            if side is not None and side < spec.min_size:
+                raise ConfigError(
+                    f"input size {h}x{w} is smaller than {spec.name!r}'s minimum of "
+                    f"{spec.min_size}x{spec.min_size}; use input_size >= {spec.min_size}"
+                )
+    elif spec.modality == "timeseries":
+        if len(shape) != 2:
+            raise ConfigError(f"input_shape {shape} for backbone {spec.name!r} must be (time, channels)")
+        # a single event (tabular mode) is a feature vector, not a window: kernels see only that event
+        if shape[0] is not None and 1 < shape[0] < spec.min_size:
+            raise ConfigError(
+                f"windows of {shape[0]} events are shorter than {spec.name!r}'s receptive field of "
+                f"{spec.min_size}; use window >= {spec.min_size}, window=1 (tabular), or a backbone with a "
+                f"smaller field (ts_fcn / ts_resnet 8, ts_transformer 1)"
+            )
+    return shape  # type: ignore[return-value]
+
+
+def build_backbone(
+    name: str,
+    weights: str | os.PathLike[str] | None = "imagenet",
+    input_shape: Sequence[int | None] | None = None,
+    *,
+    sha256: str | None = None,
+) -> tuple[keras.Model, BackboneSpec, ResolvedWeights | None]:
+    """Build a backbone (no classification top) and say where its weights came from."""
+    spec = get_backbone_spec(name)
+    if input_shape is None:
+        input_shape = ((None, spec.channels) if spec.modality == "timeseries"
+                       else (spec.default_size, spec.default_size, spec.channels))
+    shape = check_input_shape(spec, input_shape)
+    kwargs = dict(spec.builder_kwargs, include_top=False)
+    if spec.family == "tfhub":  # a SavedModel carries its own weights
+        from tlzoo.zoo.hub import build_hub_backbone
+
+        hub_model, record = build_hub_backbone(spec, weights, shape)
+        return hub_model, spec, record
+
+    if weights is None:
+        return spec.builder(weights=None, input_shape=shape, **kwargs), spec, None
+
+    if isinstance(weights, os.PathLike) or (
+        isinstance(weights, str) and weights not in spec.weight_names
+        and (os.sep in weights or weights.endswith((".h5", ".keras", ".weights.h5")))
+    ):
+        record = resolve_explicit(weights, sha256)
+        return spec.builder(weights=record.path, input_shape=shape, **kwargs), spec, record
+
+    if weights not in spec.weight_names:
+        raise ConfigError(
+            f"backbone {name!r} has no weights {weights!r}; available: "
+            f"{list(spec.weight_names) or 'none'} (or a file path, or None for random init)"
+        )
+    if spec.modality == "image" and shape[-1] != spec.channels:
+        raise ConfigError(
+            f"{weights} weights of {name!r} need {spec.channels} input channels, got {shape[-1]}"
+        )
+    records: list[ResolvedWeights] = []
+    native = spec.weights_size
+    with routed_keras_downloads(records, sha256=sha256):
+        if native and tuple(shape[:2]) != (native, native):
+            source = spec.builder(weights=weights, input_shape=(native, native, shape[-1]), **kwargs)
+            model = spec.builder(weights=None, input_shape=shape, **kwargs)
+            model.set_weights(source.get_weights())
+            del source
+        else:
+            model = spec.builder(weights=weights, input_shape=shape, **kwargs)
+    return model, spec, (records[-1] if records else None)
+
+
+def create_backbone(
+    name: str,
+    weights: str | os.PathLike[str] | None = "imagenet",
+    input_shape: Sequence[int | None] | None = None,
+    *,
+    sha256: str | None = None,
+) -> keras.Model:
+    """Build a registered backbone without its top, e.g.
+    ``create_backbone("mobilenet_v2", weights="imagenet", input_shape=(96, 96, 3))``."""
+    return build_backbone(name, weights, input_shape, sha256=sha256)[0]
+
+
+_catalog_loaded = False
+
+
+def _load_catalog() -> None:
+    """Import the built-in catalogues once (kept lazy so ``import tlzoo`` stays light)."""
+    global _catalog_loaded
+    if not _catalog_loaded:
+        _catalog_loaded = True
+        from tlzoo.zoo import keras_apps, scratch, timeseries  # noqa: F401  (register on import)
+        from tlzoo.zoo.hub import catalogue_specs
+
+        for hub_spec in catalogue_specs():
+            register_backbone(hub_spec, replace=True)
+        timeseries.register_local_entries()  # backbones made by `tlzoo pretrain` ($TLZOO_HOME/zoo)
+
+
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "LayerGroup",
+    "WeightsInfo",
+    "assign_groups",
+    "backbone_info",
+    "build_backbone",
+    "check_input_shape",
+    "create_backbone",
+    "get_backbone_spec",
+    "layer_groups",
+    "list_backbones",
+    "register_backbone",
+]

@@ -1,0 +1,412 @@
+"""TF-Hub / TF2 SavedModel backbones for Keras 3, fine-tunable by variable groups.
+
+``tensorflow_hub.KerasLayer`` is a Keras 2 layer that Keras 3 models reject
+(tensorflow/hub#903) and ``keras.layers.TFSMLayer`` is an opaque block. ``HubLayer`` loads the
+SavedModel with ``tf.saved_model.load`` and adopts each restored ``tf.Variable`` as the storage
+of a Keras variable of the layer: the optimizer's update of the Keras variable *is* the update
+of the variable the SavedModel's functions read, so ``trainable=True`` really fine-tunes it,
+and freeze stages can unfreeze it variable by variable (``group_members``).
+
+Handles resolve through: a local directory -> the mirror ``$TLZOO_WEIGHTS_DIR/hub/<sha1>`` ->
+``$TFHUB_CACHE_DIR/<sha1>`` (tensorflow_hub's cache layout, so a cache can be copied into the
+mirror) -> ``hub.resolve`` download unless ``TLZOO_OFFLINE=1``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+
+from tlzoo.errors import ConfigError, WeightsError
+from tlzoo.zoo.spec import BackboneSpec, WeightsInfo
+from tlzoo.zoo.weights import ENV_OFFLINE, ResolvedWeights, mirror_root, sha256_of_tree
+
+PREFIX = "hub:"
+FAMILY = "tfhub"
+HUB_SUBDIR = "hub"
+META_FILE = "tlzoo_hub.json"  # optional metadata beside saved_model.pb (written by tlzoo)
+# Group by the deepest-but-one scope of a variable name: "MobilenetV2/expanded_conv_3/expand/weights"
+# -> "MobilenetV2/expanded_conv_3", "conv_pw_1/kernel" -> "conv_pw_1".
+DEFAULT_GROUP_RULES: tuple[tuple[str, str], ...] = (
+    (r"^([^/]+/[^/]+)/[^/]+/", "{1}"),
+    (r"^([^/]+)/", "{1}"),
+)
+# Batch-norm variables stay frozen unless a stage trains batch norm (the BN trap, see freeze.py).
+_BATCHNORM = re.compile(r"(?i)(batch_?norm|(^|[/_])bn([/_]|$)|moving_(mean|variance))")
+
+
+def is_batchnorm_variable(name: str) -> bool:
+    return bool(_BATCHNORM.search(name))
+
+
+# ------------------------------------------------------------------ resolving and loading
+
+
+def cache_key(handle: str) -> str:
+    """tensorflow_hub's cache directory name for a handle (sha1 of the handle)."""
+    return hashlib.sha1(handle.encode("utf8")).hexdigest()
+
+
+def mirror_path(handle: str) -> Path | None:
+    root = mirror_root()
+    return root / HUB_SUBDIR / cache_key(handle) if root else None
+
+
+def _is_savedmodel(path: Path) -> bool:
+    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+
+
+def _offline() -> bool:
+    return os.environ.get(ENV_OFFLINE, "") in ("1", "true", "yes")
+
+
+def local_candidates(handle: str) -> list[tuple[str, Path]]:
+    """Where ``handle`` could already be on this machine, in resolution order."""
+    out: list[tuple[str, Path]] = []
+    mirrored = mirror_path(handle)
+    if mirrored is not None:
+        out.append(("mirror", mirrored))
+    cache = os.environ.get("TFHUB_CACHE_DIR")
+    if cache:
+        out.append(("tfhub-cache", Path(cache).expanduser() / cache_key(handle)))
+    return out
+
+
+def resolve_handle(handle: str) -> tuple[Path, str]:
+    """A local SavedModel directory for ``handle`` and where it came from."""
+    local = Path(handle).expanduser()
+    if local.exists() or handle.startswith(("/", "./", "../", "~")):
+        if not local.is_dir() or not _is_savedmodel(local):
+            raise WeightsError(f"hub backbone {handle!r}: {local} is not a SavedModel directory (no saved_model.pb)")
+        return local.resolve(), "local"
+    for source, path in local_candidates(handle):
+        if path.is_dir() and _is_savedmodel(path):
+            return path, source
+    looked = ", ".join(str(p) for _, p in local_candidates(handle)) or "no mirror ($TLZOO_WEIGHTS_DIR unset) and no $TFHUB_CACHE_DIR"
+    fix = (f"On a machine with network run `tlzoo weights fetch <name>` (or hub.load) and copy the SavedModel to "
+           f"$TLZOO_WEIGHTS_DIR/{HUB_SUBDIR}/{cache_key(handle)}, or `tlzoo weights import DIR --backbone <name>`, "
+           "or pass a local directory: --backbone hub:/path/to/saved_model")
+    if _offline():
+        raise WeightsError(f"hub handle {handle!r} is not available offline (TLZOO_OFFLINE=1): looked in {looked}. {fix}")
+    try:
+        import tensorflow_hub as hub
+
+        return Path(hub.resolve(handle)), "download"
+    except Exception as exc:  # network / resolver errors come in many types
+        raise WeightsError(
+            f"hub handle {handle!r} does not resolve ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"looked in {looked}. {fix}"
+        ) from None
+
+
+def load_savedmodel(path: Path, handle: str) -> Any:
+    import tensorflow as tf
+
+    try:
+        return tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise WeightsError(f"hub backbone {handle!r}: cannot load the SavedModel at {path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    meta = path / META_FILE
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def _has_training_argument(fn: Any) -> bool:
+    spec = getattr(fn, "function_spec", None) or getattr(fn, "_function_spec", None)
+    argspec = getattr(spec, "fullargspec", None)
+    return bool(argspec) and ("training" in argspec.args or "training" in argspec.kwonlyargs)
+
+
+def _input_specs(fn: Any) -> list[Any]:
+    """TensorSpecs of the first positional input of each traced concrete function."""
+    specs = []
+    for cf in getattr(fn, "concrete_functions", ()) or ():
+        args, kwargs = cf.structured_input_signature
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        if hasattr(first, "shape"):
+            specs.append(first)
+    return specs
+
+
+class _AdoptedVariable(keras.Variable):
+    """A Keras variable whose storage is an existing ``tf.Variable`` (the TF backend keeps a
+    ``tf.Variable`` given to ``_initialize`` as is, instead of copying it)."""
+
+    def _initialize(self, value: Any) -> None:
+        super()._initialize(value() if callable(value) else value)
+
+
+@keras.saving.register_keras_serializable(package="tlzoo")
+class HubLayer(keras.layers.Layer):
+    """A TF-Hub handle, URL or local TF2 SavedModel as a Keras 3 layer.
+
+    The config holds the handle; a saved ``model.keras`` reloads the SavedModel from it and then
+    overwrites its variables with the archive's (fine-tuned) values. The SavedModel is called
+    with ``training=True`` only while ``batchnorm_training`` is set (a SavedModel cannot keep
+    its batch norm in inference mode on its own; see the BN trap in freeze.py).
+    """
+
+    def __init__(self, handle: str, trainable: bool = True, output_key: str | None = None,
+                 signature: str | None = None, **kwargs: Any) -> None:
+        super().__init__(trainable=trainable, **kwargs)
+        self.handle, self.output_key, self.signature = handle, output_key, signature
+        path, self.source = resolve_handle(handle)
+        self.savedmodel_dir = path
+        self._loaded = load_savedmodel(path, handle)
+        self._func, self._signature_mode = self._pick_function(self._loaded)
+        self._has_training = (not self._signature_mode) and _has_training_argument(self._func)
+        self.batchnorm_training = False
+        # The reusable format lists what may train; other SavedModels only have the variables' own flag.
+        listed = getattr(self._loaded, "trainable_variables", None)
+        trainable_refs = {v.ref() for v in listed} if listed is not None else None
+        self._members: dict[str, keras.Variable] = {}
+        with keras.name_scope(self.name, caller=self):
+            for tf_var in self._restored_variables():
+                base = member = tf_var.name.split(":")[0]
+                while member in self._members:  # some exporters reuse names; keep each variable addressable
+                    member = f"{base}_{len(self._members)}"
+                kv = _AdoptedVariable(
+                    initializer=lambda shape=None, dtype=None, v=tf_var: v, shape=tuple(tf_var.shape),
+                    dtype=tf_var.dtype.name,
+                    trainable=tf_var.trainable and (trainable_refs is None or tf_var.ref() in trainable_refs),
+                    name=member.replace("/", "."),
+                )
+                kv.trainable_by_default = kv.trainable  # what the SavedModel lets train
+                self._track_variable(kv)
+                self._members[member] = kv
+        self.built = True
+
+    def _pick_function(self, loaded: Any) -> tuple[Any, bool]:
+        if self.signature:
+            sigs = getattr(loaded, "signatures", {})
+            if self.signature not in sigs:
+                raise ConfigError(f"hub backbone {self.handle!r} has no signature {self.signature!r}; it has {sorted(sigs)}")
+            return sigs[self.signature], True
+        if callable(loaded) and _input_specs(getattr(loaded, "__call__", None)):
+            return loaded.__call__, False
+        sigs = getattr(loaded, "signatures", {}) or {}
+        if "serving_default" in sigs:
+            return sigs["serving_default"], True
+        raise ConfigError(
+            f"hub backbone {self.handle!r}: the SavedModel at {self.savedmodel_dir} has no usable signature: no traced "
+            f"__call__ (TF-Hub reusable format) and no 'serving_default' signature (it has {sorted(sigs) or 'none'})"
+        )
+
+    def _restored_variables(self) -> list[Any]:
+        variables = list(getattr(self._loaded, "variables", []) or [])
+        if not variables and self._signature_mode:
+            variables = list(self._func.variables)
+        return variables
+
+    # ---- what the freeze schedule reads
+    def group_members(self) -> list[str]:
+        """The SavedModel's variable names, in its order: what layer-group rules match."""
+        return list(self._members)
+
+    def member_variables(self) -> dict[str, keras.Variable]:
+        return dict(self._members)
+
+    def input_spec_shapes(self) -> list[tuple[int | None, ...]]:
+        fn = self._func
+        if self._signature_mode:
+            args, kwargs = fn.structured_input_signature
+            specs = [s for s in list(args) + list(kwargs.values()) if hasattr(s, "shape")]
+        else:
+            specs = _input_specs(fn)
+        return [tuple(s.shape.as_list()) for s in specs]
+
+    def check_input_shape(self, shape: Sequence[int | None]) -> None:
+        """Raise if the SavedModel was traced for no input of this (H, W, C)."""
+        import tensorflow as tf
+
+        accepted = self.input_spec_shapes()
+        want = tf.TensorShape([None, *shape])
+        if accepted and not any(tf.TensorShape(s).is_compatible_with(want) for s in accepted):
+            raise ConfigError(
+                f"hub backbone {self.handle!r} does not accept input of size {tuple(shape)}: its signature takes "
+                f"{', '.join(str(s) for s in accepted)}; use --input-size matching it"
+            )
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        import tensorflow as tf
+
+        inputs = tf.cast(inputs, tf.float32)
+        if self._signature_mode:
+            out = self._func(inputs)
+        elif self._has_training:
+            out = self._func(inputs, training=bool(training and self.trainable and self.batchnorm_training))
+        else:
+            out = self._func(inputs)
+        if isinstance(out, dict):
+            if self.output_key:
+                if self.output_key not in out:
+                    raise ConfigError(f"hub backbone {self.handle!r} has no output {self.output_key!r}; it has {sorted(out)}")
+                return out[self.output_key]
+            if len(out) != 1:
+                raise ConfigError(f"hub backbone {self.handle!r} returns several outputs {sorted(out)}; set output_key")
+            return next(iter(out.values()))
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "handle": self.handle, "output_key": self.output_key, "signature": self.signature}
+
+
+# ------------------------------------------------------------------ catalogue and specs
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """One curated TF-Hub image feature-vector model."""
+
+    name: str
+    handle: str
+    size: int
+    feature_dim: int
+    licence: str = "Apache-2.0"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    fixed_size: bool = False  # True when the SavedModel only takes its native size
+    dataset: str = "ImageNet-1k (ILSVRC-2012)"
+    group_rules: tuple[tuple[str, str], ...] = DEFAULT_GROUP_RULES
+    description: str = ""
+
+
+_TFHUB = "https://tfhub.dev/"
+_MNV2_RULES = ((r"^MobilenetV2/expanded_conv(?:_(\d+))?/", "block_{1}"), (r"^MobilenetV2/Conv_1/", "final"))
+CATALOGUE: tuple[HubModel, ...] = (
+    HubModel("hub_mobilenet_v2_100", _TFHUB + "google/imagenet/mobilenet_v2_100_224/feature_vector/5", 224, 1280,
+             group_rules=_MNV2_RULES, description="MobileNet V2 1.0 (TF-Hub feature vector)"),
+    HubModel("hub_mobilenet_v2_140", _TFHUB + "google/imagenet/mobilenet_v2_140_224/feature_vector/5", 224, 1792,
+             group_rules=_MNV2_RULES, description="MobileNet V2 1.4 (TF-Hub feature vector)"),
+    HubModel("hub_mobilenet_v3_small_100", _TFHUB + "google/imagenet/mobilenet_v3_small_100_224/feature_vector/5",
+             224, 1024, description="MobileNet V3 small 1.0 (TF-Hub feature vector)"),
+    HubModel("hub_mobilenet_v3_large_100", _TFHUB + "google/imagenet/mobilenet_v3_large_100_224/feature_vector/5",
+             224, 1280, description="MobileNet V3 large 1.0 (TF-Hub feature vector)"),
+    HubModel("hub_efficientnet_b0", _TFHUB + "tensorflow/efficientnet/b0/feature-vector/1", 224, 1280,
+             description="EfficientNet-B0 (TF-Hub feature vector)"),
+    HubModel("hub_efficientnet_b3", _TFHUB + "tensorflow/efficientnet/b3/feature-vector/1", 300, 1536,
+             description="EfficientNet-B3 (TF-Hub feature vector)"),
+    HubModel("hub_efficientnetv2_b0", _TFHUB + "google/imagenet/efficientnet_v2_imagenet1k_b0/feature_vector/2", 224,
+             1280, description="EfficientNetV2-B0, ImageNet-1k (TF-Hub feature vector)"),
+    HubModel("hub_efficientnetv2_s_21k", _TFHUB + "google/imagenet/efficientnet_v2_imagenet21k_ft1k_s/feature_vector/2",
+             384, 1280, dataset="ImageNet-21k, fine-tuned on ImageNet-1k",
+             description="EfficientNetV2-S, ImageNet-21k + 1k (TF-Hub feature vector)"),
+    HubModel("hub_bit_m_r50x1", _TFHUB + "google/bit/m-r50x1/1", 224, 2048, dataset="ImageNet-21k",
+             description="BiT-M ResNet-50x1 (Big Transfer, TF-Hub)"),
+    HubModel("hub_bit_s_r50x1", _TFHUB + "google/bit/s-r50x1/1", 224, 2048,
+             description="BiT-S ResNet-50x1 (Big Transfer, TF-Hub)"),
+    HubModel("hub_inception_v3", _TFHUB + "google/imagenet/inception_v3/feature_vector/5", 299, 2048,
+             description="Inception V3 (TF-Hub feature vector)"),
+    HubModel("hub_resnet_v2_50", _TFHUB + "google/imagenet/resnet_v2_50/feature_vector/5", 224, 2048,
+             description="ResNet V2 50 (TF-Hub feature vector)"),
+)
+
+
+def scale_to_range(low: float, high: float) -> Any:
+    """``preprocess`` for images in [0, 255] -> [low, high] (TF-Hub image models take [0, 1])."""
+
+    def preprocess(x: Any) -> Any:
+        return x * ((high - low) / 255.0) + low
+
+    return preprocess
+
+
+def _builder(handle: str) -> Any:
+    def build(weights: Any = None, input_shape: Any = None, include_top: bool = False, **_: Any) -> keras.Model:
+        return build_hub_model(handle, input_shape)
+
+    return build
+
+
+def make_spec(name: str, handle: str, *, size: int, feature_dim: int, value_range: Sequence[float] = (0.0, 1.0),
+              licence: str = "see the model's page", dataset: str = "as published with the SavedModel",
+              group_rules: Sequence[tuple[str, str]] = DEFAULT_GROUP_RULES, description: str = "",
+              min_size: int = 32) -> BackboneSpec:
+    low, high = (float(v) for v in value_range)
+    return BackboneSpec(
+        name=name, family=FAMILY, builder=_builder(handle), builder_kwargs={"handle": handle},
+        default_size=size, min_size=min_size, preprocess=scale_to_range(low, high),
+        preprocess_name=f"scale [0, 255] -> [{low:g}, {high:g}]", feature_dim=feature_dim,
+        weights=(WeightsInfo("imagenet", dataset, licence, handle),),
+        group_rules=tuple(tuple(r) for r in group_rules), description=description or f"TF-Hub SavedModel {handle}",
+    )
+
+
+def catalogue_specs() -> list[BackboneSpec]:
+    return [
+        make_spec(m.name, m.handle, size=m.size, feature_dim=m.feature_dim, value_range=m.value_range,
+                  licence=m.licence, dataset=m.dataset, group_rules=m.group_rules, description=m.description,
+                  min_size=m.size if m.fixed_size else 32)
+        for m in CATALOGUE
+    ]
+
+
+_REF_SPECS: dict[str, BackboneSpec] = {}
+
+
+def spec_for_ref(ref: str) -> BackboneSpec:
+    """The spec of ``hub:<handle or path>``. A local SavedModel may carry ``tlzoo_hub.json``
+    (size, value_range, feature_dim, group_rules, licence) beside ``saved_model.pb``."""
+    if ref in _REF_SPECS:
+        return _REF_SPECS[ref]
+    handle = ref[len(PREFIX):].strip()
+    if not handle:
+        raise ConfigError(f"backbone {ref!r}: give a TF-Hub handle, URL or SavedModel directory after 'hub:'")
+    known = next((m for m in CATALOGUE if m.handle == handle), None)
+    if known is not None:
+        spec = make_spec(ref, handle, size=known.size, feature_dim=known.feature_dim, value_range=known.value_range,
+                         licence=known.licence, dataset=known.dataset, group_rules=known.group_rules,
+                         description=known.description)
+    else:
+        local = Path(handle).expanduser()
+        meta = read_meta(local) if local.is_dir() else {}
+        spec = make_spec(
+            ref, handle, size=int(meta.get("size", 224)), feature_dim=int(meta.get("feature_dim", 0)),
+            value_range=meta.get("value_range", (0.0, 1.0)), licence=meta.get("licence", "see the model's page"),
+            dataset=meta.get("dataset", "as published with the SavedModel"),
+            group_rules=[tuple(r) for r in meta.get("group_rules", DEFAULT_GROUP_RULES)],
+            description=meta.get("description", ""),
+        )
+    _REF_SPECS[ref] = spec
+    return spec
+
+
+def build_hub_model(handle: str, input_shape: Sequence[int | None] | None) -> keras.Model:
+    """``Input(input_shape) -> HubLayer``: a backbone model like the keras.applications ones."""
+    shape = tuple(input_shape or (None, None, 3))
+    layer = HubLayer(handle, name="hub")
+    layer.check_input_shape(shape)
+    inputs = keras.Input(shape=shape, name="hub_input")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", handle.rstrip("/").split("/")[-1] or "savedmodel")
+    return keras.Model(inputs, layer(inputs), name=f"hub_{safe}")
+
+
+def find_hub_layers(model: keras.Model) -> list[HubLayer]:
+    found = []
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, HubLayer):
+            found.append(layer)
+    return found
+
+
+def build_hub_backbone(spec: BackboneSpec, weights: Any, shape: Sequence[int | None]) -> tuple[keras.Model, ResolvedWeights]:
+    """Build a hub backbone; its weights are the SavedModel's own."""
+    if weights is None or (isinstance(weights, str) and weights not in (*spec.weight_names, "savedmodel")) \
+            or isinstance(weights, os.PathLike):
+        raise ConfigError(
+            f"hub backbone {spec.name!r} carries its own weights in the SavedModel; use weights='imagenet' "
+            f"(got {str(weights)!r}). For random init pick a keras.applications backbone with weights=None"
+        )
+    handle = spec.builder_kwargs["handle"]
+    model = spec.builder(input_shape=shape)
+    layer = find_hub_layers(model)[0]
+    record = ResolvedWeights(file=handle, path=str(layer.savedmodel_dir), source=layer.source,
+                             sha256=sha256_of_tree(layer.savedmodel_dir), origin=handle)
+    return model, record
