@@ -31,7 +31,7 @@ def test_adapt_writes_a_complete_run_directory(scans_npz, tmp_path):
     assert test["roc_auc"] == pytest.approx(roc_auc_score(pred["y_true"], pred["probs"].ravel()))
 
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["adapt"]["backbone"] == "mobilenet_025" and config["weights"] == {"source": "random"}
+    assert config["adapt"]["model"]["backbone"] == "mobilenet_025" and config["weights"] == {"source": "random"}
     assert config["data"]["fingerprint"] and config["data"]["train"]["n"] == 96
     assert [s["name"] for s in config["schedule"]["stages"]] == ["head", "all"]
     assert [r["stage"] for r in result.history] == ["head", "all"]
@@ -161,6 +161,8 @@ def test_config_file_round_trip(scans_npz, tmp_path):
     first = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "a"), seed=3))
     cfg = AdaptConfig.from_yaml(tmp_path / "a" / "config.yaml", out=str(tmp_path / "b"))
     assert cfg.seed == 3 and cfg.backbone == "mobilenet_025" and cfg.schedule == fast_config(data=str(scans_npz)).schedule
-    with pytest.raises(ConfigError, match="unknown config key"):
+    with pytest.raises(ConfigError, match="unknown key 'epochs': it belongs under `training: schedule:`"):
         AdaptConfig.from_dict({"plugin": "x", "data": "y", "epochs": 3})
+    with pytest.raises(ConfigError, match="unknown config key 'epoch'"):
+        AdaptConfig.from_dict({"plugin": "x", "data": "y", "epoch": 3})
     assert first.run_dir == tmp_path / "a"

@@ -130,7 +130,7 @@ def test_python_sources_arrays_dataframe_and_tf_data(tmp_path, monkeypatch):
     y = np.arange(60) % 2
     x = np.stack([scan_pixels(int(v), 24, 24, rng) for v in y])[..., None]
     run = adapt(fast_config(data=(x, y), out=str(tmp_path / "arrays"), schedule=HEAD_ONLY, calibration="none"))
-    assert run.config["adapt"]["data"] == "<in-memory builtins.tuple>" and run.metrics["test"]["n"] == 12
+    assert run.config["adapt"]["data"]["source"] == "<in-memory builtins.tuple>" and run.metrics["test"]["n"] == 12
 
     ds = tf.data.Dataset.from_tensor_slices({"image": x, "label": y})
     run = adapt(fast_config(data=ds, out=str(tmp_path / "tfdata"), schedule=HEAD_ONLY, calibration="none"))

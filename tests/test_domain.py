@@ -170,7 +170,7 @@ def _check_saved_run(run_dir: Path) -> dict:
     names = {layer.name for layer in model.layers}
     assert not names & {"grl", "domain_head", "da_pool"}, names
     saved = np.load(run_dir / "test_predictions.npz")
-    test_x = read_npz(config["adapt"]["data"], seed=config["adapt"]["seed"]).test.x
+    test_x = read_npz(config["adapt"]["data"]["source"], seed=config["adapt"]["training"]["seed"]).test.x
     np.testing.assert_allclose(model.predict(test_x, verbose=0), saved["probs"], atol=1e-5)
     return config
 
@@ -185,7 +185,7 @@ def test_coral_run(tmp_path, scans_npz):
     rec = config["adaptation_method"]
     assert rec["methods"] == ["coral"] and rec["coral"]["weight"] == 5.0
     assert rec["coral"]["target_data"]["n"] == 64 and len(rec["coral"]["target_data"]["fingerprint"]) == 64
-    assert config["adapt"]["domain_adaptation"] == "coral"
+    assert config["adapt"]["domain_adaptation"]["method"] == "coral"
     assert all(np.isfinite(row["coral_loss"]) and row["coral_loss"] >= 0 for row in result.history)
     assert "val_coral_loss" not in result.history[0]
     lines = "\n".join(domain.card_lines(rec))

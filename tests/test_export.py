@@ -155,7 +155,7 @@ def test_model_card_records_the_lineage(exported, run_dir):
     card = json.loads((exported.out / "model_card.json").read_text())
     lin = card["lineage"]
     assert lin["backbone"]["name"] == config["backbone"]["name"] == "small_cnn"
-    assert lin["backbone"]["input_size"] == config["adapt"]["input_size"] == 32
+    assert lin["backbone"]["input_size"] == config["adapt"]["model"]["input_size"] == 32
     assert lin["weights"]["source"] == "random" and "not applicable" in lin["weights"]["licence"]
     assert lin["plugin"]["name"] == config["plugin"]["name"] == "medical-imaging"
     assert lin["plugin"]["version"] == "0.1.0" and lin["plugin"]["class"] == config["plugin"]["class"]
@@ -168,8 +168,8 @@ def test_model_card_records_the_lineage(exported, run_dir):
     for split in ("train", "val", "test"):
         assert data["splits"][split]["label_counts"] == config["data"][split]["per_class"]
         assert data["splits"][split]["n"] == config["data"][split]["n"]
-    assert data["label_fraction"] == config["adapt"]["label_fraction"] == 0.5
-    assert lin["seed"] == config["adapt"]["seed"] and lin["n_train"] == metrics["n_train"]
+    assert data["label_fraction"] == config["adapt"]["data"]["label_fraction"] == 0.5
+    assert lin["seed"] == config["adapt"]["training"]["seed"] and lin["n_train"] == metrics["n_train"]
     assert card["test_metrics"] == metrics["test"]
     assert card["test_metrics_recomputed"]["onnx"]["roc_auc"] == pytest.approx(metrics["test"]["roc_auc"], abs=1e-6)
     assert set(card["parity"]) == set(FORMATS) and card["parity"]["onnx"]["max_abs_diff"] <= 1e-4

@@ -10,7 +10,6 @@ from support import fast_config
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.extensions.forgetting import (
     DriftMonitor,
-    check_config,
     linear_cka,
     markdown_lines,
     source_top,
@@ -119,7 +118,7 @@ def test_forgetting_tracked_in_a_pretrained_run(scans_npz, tmp_path, weights_dir
     assert metrics["forgetting"]["kept"]["epoch"] == metrics["best_epoch"]
     assert result.metrics["forgetting"]["bound"]["max_drift"] is None
     config = yaml.safe_load((out / "config.yaml").read_text())["adapt"]
-    assert config["forgetting"] is True and config["forgetting_reference"] == 32 and config["on_drift"] == "stop"
+    assert config["forgetting"] == {"reference": 32, "max_drift": None, "on_drift": "stop"}  # present = on
     card = "\n".join(markdown_lines(metrics["forgetting"]))
     assert "source-task agreement" in card and "no drift bound set" in card and "block_13" in card
 
@@ -220,11 +219,20 @@ def test_bad_forgetting_options_fail_before_training(scans_npz, tmp_path, option
 def test_refused_where_it_cannot_work(scans_npz, tmp_path, capsys):
     from types import SimpleNamespace
 
-    cfg = SimpleNamespace(plugin="p", forgetting=True, forgetting_reference=64, max_drift=None, on_drift="stop")
+    from tlzoo.extensions.base import Run, check_support
+    from tlzoo.extensions.forgetting import Forgetting
+    from tlzoo.plugin import get_plugin
+
+    cfg = fast_config(data=str(scans_npz), forgetting=True)
+    ext = Forgetting(cfg)
+    run = Run(cfg, get_plugin("medical-imaging"), spec=None, dist=SimpleNamespace(kind="multiworker"),
+              out=tmp_path / "r", extensions=[ext])
     with pytest.raises(ConfigError, match="not supported with strategy 'multiworker'"):
-        check_config(cfg, strategy_kind="multiworker")
+        check_support(ext, run)
+    run.plugin = SimpleNamespace(name="p", task="binary", modality="image", custom_recipe=lambda: print,
+                                 options={"mode": "anomaly"})
     with pytest.raises(ConfigError, match="runs its own recipe"):
-        check_config(cfg, custom_recipe=True)
+        check_support(ext, run)
     from tlzoo.cli.main import main
 
     code = main(["adapt", "--plugin", "medical-imaging", "--data", str(scans_npz), "--backbone", "mobilenet_025",

@@ -106,7 +106,7 @@ def test_thirdparty_plugin_is_discovered_and_adapts(toy_site, scans_npz, tmp_pat
     import yaml
 
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["plugin"]["name"] == "toy-scans" and config["adapt"]["backbone"] == "mobilenet_025"
+    assert config["plugin"]["name"] == "toy-scans" and config["adapt"]["model"]["backbone"] == "mobilenet_025"
     assert [s["trainable"] for s in config["schedule"]["stages"]] == [0, 2]
 
 

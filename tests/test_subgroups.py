@@ -207,7 +207,7 @@ def test_adapt_reports_subgroups_and_the_card_warns(scans_npz, tmp_path):
     assert sum(g["n"] for g in report["groups"].values()) == 64
     assert (out / "subgroups.png").stat().st_size > 5000
     assert result.config["data"]["test"]["groups"] == {"site_a": 32, "site_b": 32}
-    assert result.config["adapt"]["max_group_gap"] == 0.0
+    assert result.config["adapt"]["subgroups"]["max_gap"] == 0.0
 
     contract = Contract(dtype="uint8", shape=[None, 32, 32, 1], task="binary", threshold=0.5, num_outputs=1,
                         class_names=["clear", "opacity"])

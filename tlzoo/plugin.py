@@ -234,6 +234,17 @@ class DomainPlugin:
             return 0.5
         return metrics_lib.choose_threshold(self.options["threshold"], y_val, p_val)
 
+    def check_threshold_option(self) -> None:
+        """The threshold option, tried on a tiny made-up validation set: a bad policy (``sensitivity:1.5``)
+        is refused before any data is read, not after training."""
+        if self.task != "binary":
+            return
+        try:
+            self.choose_threshold(np.array([0, 1, 0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7]))
+        except ConfigError as exc:
+            raise ConfigError(f"plugin {self.name!r} option threshold={self.options.get('threshold')!r}: {exc}") \
+                from None
+
     def extra_reports(self, run_dir: Any, data: DataSplits, p_val: np.ndarray, p_test: np.ndarray,
                       threshold: float) -> dict[str, Any]:
         """After training: write extra files into the run directory and return entries added to

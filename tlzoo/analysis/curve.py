@@ -20,6 +20,7 @@ import numpy as np
 
 from tlzoo.errors import ConfigError
 from tlzoo.runs.directory import read_yaml, write_text_atomic
+from tlzoo.train.config import recorded_settings
 
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 HEADLINE = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_roc_auc"}
@@ -88,9 +89,10 @@ def _one_run(cfg: CurveConfig, condition: str, fields: dict[str, Any], fraction:
                           **fields))
     metrics = json.loads(metrics_path.read_text())
     config = read_yaml(run_dir / "config.yaml")
+    settings = recorded_settings(config)
     return {"condition": condition, "fraction": fraction, "seed": seed, "n_train": metrics["n_train"],
             "test": metrics["test"], "wall_time_s": config.get("wall_time_s"), "run_dir": str(run_dir),
-            "backbone": config["adapt"]["backbone"], "weights": config["adapt"]["weights"],
+            "backbone": settings["backbone"], "weights": settings["weights"],
             "epochs": sum(s["epochs"] for s in config["schedule"]["stages"])}
 
 

@@ -181,9 +181,10 @@ def _read_images(images: Any, split: str, n: int,
     """(uint8-like batch, true labels or None, a source name per image): the first ``n`` of them."""
     labels = None
     if images is None:
-        from tlzoo.train.recipe import AdaptConfig, read_run_data, run_plugin
+        from tlzoo.train.config import recorded
+        from tlzoo.train.recipe import read_run_data, run_plugin
 
-        cfg = AdaptConfig.from_dict(config["adapt"])
+        cfg = recorded(config)
         data = read_run_data(cfg, run_plugin(cfg))  # file sources: decoded at the run's input size
         s = data.split(split)
         names = s.attributes.get("filenames")

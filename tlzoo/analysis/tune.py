@@ -38,10 +38,10 @@ from tlzoo.errors import ConfigError
 from tlzoo.plugin import DomainPlugin, get_plugin
 from tlzoo.runs.directory import read_yaml, write_json, write_text_atomic
 from tlzoo.train.checkpoints import EpochCheckpoint
+from tlzoo.train.callbacks import EpochWatch
 from tlzoo.train.recipe import (
     AdaptConfig,
     _optimizer_options,
-    _Watch,
     adapt,
     prepare_data,
 )
@@ -563,7 +563,7 @@ def _train_head(ctx: _Context, values: dict[str, Any], trial_dir: Path, *, cache
         train_ds = make_dataset(splits["train"], batch_size=cfg.batch_size, training=True, seed=cfg.seed + start)
         val_ds = make_dataset(splits["val"], batch_size=cfg.batch_size, training=False)
         keras.utils.set_random_seed(cfg.seed + start)
-        watch = _Watch(ctx.objective, ctx.mode, best_path, stage, state, head)
+        watch = EpochWatch(ctx.objective, ctx.mode, best_path, stage, state, head)
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=start,
                   class_weight=plugin.class_weights(data.train.y, ctx.num_classes),
                   callbacks=[watch, ckpt.callback(0, optimizer, state)], shuffle=False, verbose=0)

@@ -12,10 +12,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tlzoo.extensions import domain_adaptation as domain
-from tlzoo.extensions import subgroups
-from tlzoo.extensions.forgetting import markdown_lines as forgetting_lines
+from tlzoo.extensions import extension_classes
+from tlzoo.extensions.subgroups import warning as subgroup_warning
+from tlzoo.evaluation.text import fmt as _fmt
 from tlzoo.runs.directory import write_json
+from tlzoo.train.config import recorded_settings
 
 CARD_SCHEMA = "tlzoo.model_card/1"
 
@@ -25,6 +26,11 @@ GENERIC_LIMITATIONS = (
     "Probabilities are not calibrated unless stated; the decision threshold was fixed before export.",
     "Inputs must follow the input contract (dtype, shape, value range); anything else is outside what was tested.",
 )
+
+
+def _card_extensions() -> list[Any]:
+    """The extensions with a section in the card, in their calling order."""
+    return [ext for ext in extension_classes() if ext.card_key]
 
 
 def _plugin_version(plugin: Any) -> dict[str, Any]:
@@ -45,7 +51,7 @@ def _plugin_version(plugin: Any) -> dict[str, Any]:
 
 def _weights(config: dict[str, Any]) -> dict[str, Any]:
     record = dict(config.get("weights") or {})
-    asked = config["adapt"].get("weights")
+    asked = recorded_settings(config)["weights"]
     out: dict[str, Any] = {"requested": asked, **record}
     if asked is None or record.get("source") == "random":
         out.update(source="random", licence="not applicable (random initialisation, no pretrained weights)")
@@ -88,7 +94,7 @@ def _schedule_run(config: dict[str, Any], metrics: dict[str, Any], history: list
 
 def _data(config: dict[str, Any], export_info: dict[str, Any]) -> dict[str, Any]:
     d = config.get("data") or {}
-    adapt = config["adapt"]
+    adapt = recorded_settings(config)
     return {
         "source": d.get("source"),
         "fingerprint_sha256": d.get("fingerprint"),
@@ -139,7 +145,7 @@ def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
 def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], history: list[dict[str, Any]],
                plugin: Any, export_info: dict[str, Any]) -> dict[str, Any]:
     """The model card as a dict (``model_card.json``)."""
-    adapt = config["adapt"]
+    adapt = recorded_settings(config)
     backbone = config.get("backbone") or {}
     run_metrics, recomputed = _test_metrics(export_info)
     trained = config.get("finished_at")  # recorded by adapt
@@ -165,7 +171,7 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "intended_use": getattr(plugin, "intended_use", "") or
         f"{plugin.describe().get('description') or plugin.name}: the task it was trained and tested on.",
         "limitations": list(getattr(plugin, "limitations", ()) or ()) + list(GENERIC_LIMITATIONS)
-        + [w for w in [subgroups.warning(metrics.get("subgroups"))] if w],
+        + [w for w in [subgroup_warning(metrics.get("subgroups"))] if w],
         "lineage": {
             "backbone": {"name": backbone.get("name"), "family": backbone.get("family"),
                          "num_params": backbone.get("num_params"), "preprocess": backbone.get("preprocess"),
@@ -182,11 +188,7 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         },
         "test_metrics": run_metrics,
         "test_metrics_recomputed": recomputed,
-        "subgroups": subgroups.card_section(metrics.get("subgroups")),
-        "forgetting": metrics.get("forgetting"),  # backbone drift / source agreement (tlzoo.extensions.forgetting)
-        "adaptation_method": config.get("adaptation_method"),  # L2-SP / CORAL / DANN / hybrid (tlzoo.extensions.domain_adaptation)
-        "calibration": {"decision": metrics.get("threshold_policy"), "threshold": contract["threshold"],
-                        **(metrics.get("calibration") or {"method": "none"})},
+        **{ext.card_key: ext.card_section(config, metrics, contract) for ext in _card_extensions()},
         "parity": parity,
         "artefacts": {fmt: {k: a[k] for k in ("path", "precision", "bytes") if k in a} | ({"opset": a["opset"]} if "opset" in a else {})
                       for fmt, a in export_info["formats"].items()},
@@ -194,30 +196,6 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "dates": {"run_finished": trained, "exported": export_info.get("exported_at")},
         "tlzoo_version": export_info.get("tlzoo_version"),
     }
-
-
-def _calibration_lines(cal: dict[str, Any] | None) -> list[str]:
-    if not cal:
-        return []
-    lines = ["## Calibration and decision threshold", ""]
-    if cal.get("per_task"):  # multi-task: one temperature per task
-        lines.append("Probabilities are temperature-scaled per task (fitted on the validation split; layers of the "
-                     "exported model).")
-        lines += ["", "| task | T | ECE test before | ECE test after |", "|---|---|---|---|"]
-        lines += [f"| {t} | {_fmt(r['temperature'])} | {_fmt(r['test']['ece_before'])} | {_fmt(r['test']['ece_after'])} |"
-                  for t, r in cal["per_task"].items()]
-    elif cal.get("method") == "temperature":
-        lines.append(f"Probabilities are temperature-scaled (T = {cal['temperature']:.4f}, fitted on the validation "
-                     "split; a layer of the exported model, so every format returns them).")
-        lines += ["", "| split | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|"]
-        lines += [f"| {split} | {_fmt(cal[split]['ece_before'])} | {_fmt(cal[split]['ece_after'])} | "
-                  f"{_fmt(cal[split]['nll_before'])} | {_fmt(cal[split]['nll_after'])} |"
-                  for split in ("val", "test") if split in cal]
-    else:
-        lines.append("Probabilities are not recalibrated.")
-    lines += ["", f"Decision rule: {cal.get('decision')!s} (threshold {_fmt(cal.get('threshold'))}, chosen on the "
-              "validation split).", ""]
-    return lines
 
 
 def _licence_lines(licences: dict[str, Any] | None) -> list[str]:
@@ -228,16 +206,6 @@ def _licence_lines(licences: dict[str, Any] | None) -> list[str]:
         "- licences (no intended use declared, so not checked)"
     return [head] + [f"  - {part}: {rec.get('licence')}" + (f" ({rec['verdict']})" if rec.get("verdict") else "")
                      for part, rec in licences.items() if isinstance(rec, dict)]
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10000 else str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -295,10 +263,8 @@ def render_markdown(card: dict[str, Any]) -> str:
             row = [_fmt(card["test_metrics_recomputed"][f].get(key)) for f in card["test_metrics_recomputed"]]
             lines.append(f"| {key} | {_fmt(value)} | " + " | ".join(row) + " |")
     lines += ["", "(`run`: metrics.json of the run; the other columns recomputed at export from each format.)", ""]
-    lines += subgroups.markdown_lines(card.get("subgroups"))
-    lines += forgetting_lines(card.get("forgetting"))
-    lines += domain.card_lines(card.get("adaptation_method"))
-    lines += _calibration_lines(card.get("calibration"))
+    for ext in _card_extensions():  # the extensions' sections (subgroups, forgetting, calibration ...)
+        lines += ext.card_markdown(card.get(ext.card_key))
     lines += ["## Parity with the Keras model", "",
               "| format | max abs diff | mean abs diff | label agreement | bound | cases |", "|---|---|---|---|---|---|"]
     for fmt, s in card["parity"].items():

@@ -46,6 +46,7 @@ from tlzoo.errors import (
 )
 from tlzoo.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from tlzoo.runs.directory import atomic_dir, read_yaml, write_json
+from tlzoo.train.config import recorded
 from tlzoo.train.recipe import load_model
 
 log = logging.getLogger(__name__)
@@ -617,7 +618,7 @@ def _open_run(run_dir: Path) -> _Run:
     config, metrics = check_run_dir(run_dir)
     from tlzoo.train.recipe import run_plugin
 
-    plugin = run_plugin(config["adapt"])  # registers the plugin's layers
+    plugin = run_plugin(recorded(config))  # registers the plugin's layers
     model = load_model(run_dir / MODEL_FILE)
     history_path = run_dir / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
@@ -626,16 +627,17 @@ def _open_run(run_dir: Path) -> _Run:
 
 def _read_data(run: _Run, data: str | None) -> tuple[Any, bool | None]:
     """The run's splits (label subsampling redone), and whether their fingerprint is the run's."""
-    from tlzoo.train.recipe import AdaptConfig, prepare_data
+    from tlzoo.train.recipe import prepare_data
 
-    cfg = AdaptConfig.from_dict({**run.config["adapt"], **({"data": data} if data else {})})
+    cfg = recorded(run.config)
+    cfg.data = data or cfg.data
     try:
         splits, _ = prepare_data(cfg, run.plugin)
     except DataError as exc:
         raise DataError(f"{exc}; the export checks parity on the run's held-out test split: "
                         f"pass --data SOURCE (data=...) where it now lives") from None
-    recorded = (run.config.get("data") or {}).get("fingerprint")
-    return splits, (splits.fingerprint() == recorded) if recorded else None
+    fingerprint = (run.config.get("data") or {}).get("fingerprint")
+    return splits, (splits.fingerprint() == fingerprint) if fingerprint else None
 
 
 def _contract(run: _Run, test_x: Any = None) -> Contract:
@@ -726,8 +728,8 @@ def export(
     test = splits.test
     contract = _contract(run_, test.x)
     np_dtype = np.dtype(contract.dtype)
-    seed = int(run_.config["adapt"].get("seed", 0))
-    batch_size = int(run_.config["adapt"].get("batch_size", 32))
+    settings = recorded(run_.config)
+    seed, batch_size = int(settings.seed), int(settings.batch_size)
     order = np.random.default_rng(seed).permutation(len(test))
     cases = {
         f"heldout_{min(heldout, len(test))}": test.x[order[:heldout]].astype(np_dtype),

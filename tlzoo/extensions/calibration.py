@@ -14,6 +14,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from tlzoo.errors import ConfigError
+from tlzoo.evaluation.text import fmt as _fmt
 
 EPS = 1e-7
 METHODS = ("temperature", "none")
@@ -132,3 +133,68 @@ def calibrated_model(model: keras.Model, temperature: float, task: str) -> keras
     """``model`` with a TemperatureScaling layer on its (single) probabilities output."""
     out = TemperatureScaling(temperature, task, name="calibrated_probabilities")(model.outputs[0])
     return keras.Model(model.inputs, out, name=model.name)
+
+
+def markdown_lines(cal: dict[str, Any] | None) -> list[str]:
+    if not cal:
+        return []
+    lines = ["## Calibration and decision threshold", ""]
+    if cal.get("per_task"):  # multi-task: one temperature per task
+        lines.append("Probabilities are temperature-scaled per task (fitted on the validation split; layers of the "
+                     "exported model).")
+        lines += ["", "| task | T | ECE test before | ECE test after |", "|---|---|---|---|"]
+        lines += [f"| {t} | {_fmt(r['temperature'])} | {_fmt(r['test']['ece_before'])} | {_fmt(r['test']['ece_after'])} |"
+                  for t, r in cal["per_task"].items()]
+    elif cal.get("method") == "temperature":
+        lines.append(f"Probabilities are temperature-scaled (T = {cal['temperature']:.4f}, fitted on the validation "
+                     "split; a layer of the exported model, so every format returns them).")
+        lines += ["", "| split | ECE before | ECE after | NLL before | NLL after |", "|---|---|---|---|---|"]
+        lines += [f"| {split} | {_fmt(cal[split]['ece_before'])} | {_fmt(cal[split]['ece_after'])} | "
+                  f"{_fmt(cal[split]['nll_before'])} | {_fmt(cal[split]['nll_after'])} |"
+                  for split in ("val", "test") if split in cal]
+    else:
+        lines.append("Probabilities are not recalibrated.")
+    lines += ["", f"Decision rule: {cal.get('decision')!s} (threshold {_fmt(cal.get('threshold'))}, chosen on the "
+              "validation split).", ""]
+    return lines
+
+
+# ---------------------------------------------------------------- extension
+
+from tlzoo.extensions.base import Extension, Run  # noqa: E402
+
+
+class Calibration(Extension):
+    """Temperature scaling fitted on the validation split, carried into the saved model as a layer (so
+    every export returns calibrated probabilities), with ``reliability.png``. On by default; binary and
+    multiclass heads (multi-task heads calibrate per task in ``tlzoo.model.multitask``)."""
+
+    name = "calibration"
+    card_key = "calibration"
+    custom_recipe = True  # on by default; a plugin's own recipe calibrates (or not) itself
+
+    def on_predictions(self, run: Run, p_val: Any, p_test: Any) -> tuple[Any, Any]:
+        from tlzoo.evaluation import plots
+
+        task, data = run.plugin.task, run.data
+        if task not in ("binary", "multiclass"):
+            return p_val, p_test
+        temperature, run.state["calibration"] = calibration_report(data.val.y, p_val, data.test.y, p_test, task,
+                                                                   self.cfg.calibration)
+        layer = TemperatureScaling(temperature, task)
+        raw_val = p_val
+        p_val, p_test = np.asarray(layer(p_val)), np.asarray(layer(p_test))  # what every export returns
+        plots.reliability_diagram({"val, before": (data.val.y, raw_val), "val, after": (data.val.y, p_val),
+                                   "test, after": (data.test.y, p_test)}, task, run.run_dir / "reliability.png",
+                                  title=f"temperature {temperature:.3f} (fitted on val)")
+        run.model = calibrated_model(run.model, temperature, task)
+        return p_val, p_test
+
+    @classmethod
+    def card_section(cls, config: dict[str, Any], metrics: dict[str, Any], contract: dict[str, Any]) -> Any:
+        return {"decision": metrics.get("threshold_policy"), "threshold": contract["threshold"],
+                **(metrics.get("calibration") or {"method": "none"})}
+
+    @classmethod
+    def card_markdown(cls, section: Any) -> list[str]:
+        return markdown_lines(section)

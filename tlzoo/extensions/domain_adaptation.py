@@ -344,6 +344,12 @@ def _resize_to(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 # ---------------------------------------------------------------- the run option
 
 
+def check_strategy(kind: str) -> None:
+    if kind == "multiworker":
+        raise ConfigError("domain adaptation, L2-SP and hybrid data run under Model.fit, which fails under "
+                          "MultiWorkerMirroredStrategy (keras-team/keras#20585); use --strategy one or mirrored")
+
+
 def requested(cfg: Any) -> bool:
     return bool(cfg.domain_adaptation or cfg.l2sp is not None or cfg.hybrid_source)
 
@@ -477,9 +483,7 @@ def plan(cfg: Any, plugin: Any, data: DataSplits, *, strategy_kind: str, augment
     check_config(cfg, plugin)
     if not requested(cfg):
         return None
-    if strategy_kind == "multiworker":
-        raise ConfigError("domain adaptation, L2-SP and hybrid data run under Model.fit, which fails under "
-                          "MultiWorkerMirroredStrategy (keras-team/keras#20585); use --strategy one or mirrored")
+    check_strategy(strategy_kind)
     p = DomainPlan(method=cfg.domain_adaptation, da_weight=float(cfg.da_weight),
                    l2sp=None if cfg.l2sp is None else float(cfg.l2sp), l2sp_beta=float(cfg.l2sp_beta or 0.0),
                    batch_size=int(cfg.batch_size), seed=int(cfg.seed), augment=augment)
@@ -561,3 +565,48 @@ def card_lines(record: dict[str, Any] | None) -> list[str]:
                      f"{r.get('ratio_end')} (per stage: {ratios})")
     lines += [f"- {n}" for n in record.get("notes", [])]
     return lines + [""]
+
+
+# ---------------------------------------------------------------- extension
+
+from tlzoo.extensions.base import Extension, Run  # noqa: E402
+
+
+class DomainAdaptation(Extension):
+    """CORAL / DANN with unlabelled target images, L2-SP toward the pretrained weights, and hybrid batches
+    of labelled source-domain data: one training wrapper around the network, so one extension."""
+
+    name = "domain_adaptation"
+    sections = ("domain_adaptation", "l2sp", "hybrid")
+    card_key = "adaptation_method"
+    multitask = False
+    strategies = ("auto", "one", "mirrored")
+
+    @classmethod
+    def check_options(cls, cfg: Any) -> None:
+        if not requested(cfg):
+            check_config(cfg, None)  # options given without the method they tune
+
+    def check(self, run: Run) -> None:
+        check_config(self.cfg, run.plugin)
+        check_strategy(run.dist.kind)
+
+    def prepare(self, run: Run) -> None:
+        self.plan = plan(self.cfg, run.plugin, run.data, strategy_kind=run.dist.kind, augment=run.augment)
+
+    def on_model(self, run: Run) -> Any:
+        return self.plan.attach(run.model, run.backbone, run.schedule, len(run.data.train))  # trains run.model
+
+    def stage_data(self, run: Run, index: int, stage: Any, dataset: Any, steps: int) -> tuple[Any, int]:
+        return self.plan.stage_data(index, run.data.train, dataset)
+
+    def record(self, run: Run) -> dict[str, Any]:
+        return {"adaptation_method": self.plan.describe()}
+
+    @classmethod
+    def card_section(cls, config: dict[str, Any], metrics: dict[str, Any], contract: dict[str, Any]) -> Any:
+        return config.get("adaptation_method")
+
+    @classmethod
+    def card_markdown(cls, section: Any) -> list[str]:
+        return card_lines(section)

@@ -114,20 +114,6 @@ def check_options(*, enabled: bool, reference: Any = 64, max_drift: Any = None, 
                           "(--max-drift X)")
 
 
-def check_config(cfg: Any, *, custom_recipe: bool = False, strategy_kind: str | None = None) -> None:
-    """The forgetting options of an ``AdaptConfig``; with the run's strategy once it is known."""
-    check_options(enabled=bool(cfg.forgetting), reference=cfg.forgetting_reference, max_drift=cfg.max_drift,
-                  on_drift=cfg.on_drift)
-    if cfg.forgetting and custom_recipe:
-        raise ConfigError(f"plugin {cfg.plugin!r} runs its own recipe without gradient training: there is no "
-                          "fine-tuning to track; drop forgetting (--track-forgetting)")
-    if cfg.forgetting and strategy_kind == "multiworker":
-        # Model.fit does not run under MultiWorkerMirroredStrategy (the custom loop does), and every worker
-        # would have to run the reference batch in lock-step for its collectives: not supported.
-        raise ConfigError("forgetting tracking is not supported with strategy 'multiworker'; use strategy 'one' "
-                          "or 'mirrored', or drop --track-forgetting")
-
-
 def reference_indices(n_available: int, n: int, seed: int) -> np.ndarray:
     """A seeded choice of ``n`` training examples (all of them when there are fewer), sorted."""
     if n_available < MIN_REFERENCE:
@@ -518,3 +504,50 @@ def markdown_lines(summary: dict[str, Any] | None) -> list[str]:
         lines.append(f"- bound: drift <= {b['max_drift']:g} ({b['on_drift']}); first passed at epoch "
                      f"{b['first_passed_epoch'] if b['first_passed_epoch'] is not None else '-'}; {acted}")
     return lines + [""]
+
+
+# ---------------------------------------------------------------- extension
+
+from tlzoo.extensions.base import Extension, Run  # noqa: E402
+
+
+class Forgetting(Extension):
+    """Backbone drift (CKA per layer group) and source-task agreement per epoch, with an optional bound
+    that stops training or lowers the learning rate (``forgetting.png``, ``forgetting.json``)."""
+
+    name = "forgetting"
+    card_key = "forgetting"
+    # Model.fit does not run under MultiWorkerMirroredStrategy (the custom loop does), and every worker
+    # would have to run the reference batch in lock-step for its collectives: not supported.
+    strategies = ("auto", "one", "mirrored")
+
+    @classmethod
+    def check_options(cls, cfg: Any) -> None:
+        check_options(enabled=bool(cfg.forgetting), reference=cfg.forgetting_reference, max_drift=cfg.max_drift,
+                      on_drift=cfg.on_drift)
+
+    def on_model(self, run: Run) -> Any:
+        # the pretrained state, captured before any stage trains (or a resumed run restores weights)
+        self.monitor = monitor_for_run(self.cfg, run.model, run.backbone, run.groups, run.spec, run.data.train.x)
+        return None
+
+    def callbacks(self, run: Run, index: int, stage: Any) -> list[Any]:
+        self.monitor.stage = stage.name
+        return [self.monitor]
+
+    def after_stage(self, run: Run, index: int, stage: Any) -> bool:
+        return bool(self.monitor.stopped)  # the drift bound ends the schedule
+
+    def after_training(self, run: Run) -> None:
+        run.state["forgetting"] = self.monitor.write(run.run_dir, kept_epoch=run.state["best_epoch"])
+
+    def metrics(self, run: Run) -> dict[str, Any]:
+        return {"forgetting": run.state["forgetting"]} if "forgetting" in run.state else {}
+
+    @classmethod
+    def card_section(cls, config: dict[str, Any], metrics: dict[str, Any], contract: dict[str, Any]) -> Any:
+        return metrics.get("forgetting")
+
+    @classmethod
+    def card_markdown(cls, section: Any) -> list[str]:
+        return markdown_lines(section)

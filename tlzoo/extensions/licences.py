@@ -69,3 +69,39 @@ def licence_gate(intended_use: str, weights_licence: str | None, data_licence: s
         "weights": check_use("pretrained weights", weights_licence, intended_use),
         "data": check_use("training data", data_licence, intended_use),
     }
+
+
+# ---------------------------------------------------------------- extension
+
+from tlzoo.extensions.base import Extension, Run  # noqa: E402
+
+
+class LicenceGate(Extension):
+    """Records the licences in the run's lineage; with ``intended_use``, refuses what the licences forbid,
+    before anything is read. Always on (the record is part of every run); every recipe passes it."""
+
+    name = "licences"
+    custom_recipe = True
+
+    @classmethod
+    def is_active(cls, cfg: Any) -> bool:
+        return True
+
+    def check(self, run: Run) -> None:
+        spec = run.spec
+        weights = self.cfg.weights
+        if spec.modality == "timeseries" and weights == "imagenet":  # their own pretrained weights, if any
+            weights = spec.weight_names[0] if spec.weight_names else None
+        if weights is None:
+            weights_licence: str | None = RANDOM_INIT
+        else:
+            info = spec.weights_info(str(weights))
+            weights_licence = info.licence if info else None
+        if self.cfg.intended_use is None:
+            self.licences = {"intended_use": None, "weights": {"licence": weights_licence or "unknown"},
+                             "data": {"licence": self.cfg.data_licence or "unknown"}}
+        else:
+            self.licences = licence_gate(self.cfg.intended_use, weights_licence, self.cfg.data_licence)
+
+    def record(self, run: Run) -> dict[str, Any]:
+        return {"licences": self.licences}

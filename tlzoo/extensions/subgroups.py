@@ -294,3 +294,47 @@ def markdown_lines(section: dict[str, Any] | None) -> list[str]:
     declared = section["max_gap"]
     lines += ["", f"Declared maximum gap: {'none' if declared is None else f'{declared:g}'}.", ""]
     return lines
+
+
+# ---------------------------------------------------------------- extension
+
+from tlzoo.extensions.base import Extension, Run  # noqa: E402
+
+
+class Subgroups(Extension):
+    """Per-group test metrics with bootstrap CIs (``subgroups.png``) whenever the data carries a group
+    attribute or ``group_by`` names one. On by default: it acts only when there are groups."""
+
+    name = "subgroups"
+    card_key = "subgroups"
+    custom_recipe = True  # on by default; a plugin's own recipe reports (or refuses) groups itself
+
+    @classmethod
+    def is_active(cls, cfg: Any) -> bool:
+        return True
+
+    def check(self, run: Run) -> None:
+        from tlzoo.model.multitask import is_multitask
+
+        if self.cfg.group_by is not None and is_multitask(run.plugin):
+            raise ConfigError("subgroup metrics (group_by) are per single task; not available with multi-task heads")
+
+    def on_data(self, run: Run, data: Any) -> Any:
+        from tlzoo.extensions.subgroup_attributes import assign_groups
+
+        return assign_groups(data, self.cfg.group_by, task=run.plugin.task, max_gap=self.cfg.max_group_gap)
+
+    def metrics(self, run: Run) -> dict[str, Any]:
+        if run.state.get("p_test") is None or run.data.test.groups is None:
+            return {}
+        report = write_report(run.run_dir, run.data, run.state["p_test"], task=run.plugin.task,
+                              threshold=run.state["threshold"], max_gap=self.cfg.max_group_gap, seed=self.cfg.seed)
+        return {"subgroups": report} if report else {}
+
+    @classmethod
+    def card_section(cls, config: dict[str, Any], metrics: dict[str, Any], contract: dict[str, Any]) -> Any:
+        return card_section(metrics.get("subgroups"))
+
+    @classmethod
+    def card_markdown(cls, section: Any) -> list[str]:
+        return markdown_lines(section)

@@ -85,6 +85,47 @@ class FreezeSchedule:
         except TypeError as exc:
             raise ConfigError(f"bad parameters for schedule {kind!r}: {exc}") from None
 
+    def adjusted(self, epochs: int | None = None, head_epochs: int | None = None, lr: float | None = None,
+                 lr_decay: float | None = None, patience: int | None = None) -> "FreezeSchedule":
+        """This schedule (a plugin's default) with the usual knobs changed, as ``--epochs`` and friends do
+        without ``--schedule``. The leading head-only stage is the head; the stages after it are the
+        fine-tuning: ``epochs`` is their total (spread in proportion), ``lr`` / ``lr_decay`` their learning
+        rate and decay, ``patience`` the last stage's. A schedule with no fine-tuning stage (feature
+        extraction) takes ``epochs`` and ``lr`` on its head stage."""
+        for name, value, kind in (("epochs", epochs, int), ("head_epochs", head_epochs, int),
+                                  ("patience", patience, int), ("lr", lr, float), ("lr_decay", lr_decay, float)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise ConfigError(f"schedule {name} must be {'a number' if kind is float else 'an integer'}, "
+                                  f"got {value!r}")
+        if epochs is not None and epochs < 1:
+            raise ConfigError(f"schedule epochs must be >= 1, got {epochs}")
+        if head_epochs is not None and head_epochs < 0:
+            raise ConfigError(f"schedule head_epochs must be >= 0, got {head_epochs}")
+        stages = list(self.stages)
+        has_head = bool(stages) and stages[0].trainable == 0
+        head, rest = (stages[:1], stages[1:]) if has_head else ([], stages)
+        if not rest:  # feature extraction: the head stage is all there is
+            rest, head = head, []
+            if head_epochs is not None:
+                raise ConfigError("head_epochs adjusts the head stage before fine-tuning; this schedule only trains "
+                                  "the head: use epochs")
+        if head_epochs is not None:
+            head = ([dataclasses.replace(head[0], epochs=head_epochs)] if head else
+                    [Stage("head", head_epochs, 0, 1e-3)]) if head_epochs else []
+        if epochs is not None:
+            total = sum(s.epochs for s in rest) or len(rest)
+            shares = [max(1, round(epochs * (s.epochs or 1) / total)) for s in rest]
+            shares[-1] = max(1, epochs - sum(shares[:-1]))
+            rest = [dataclasses.replace(s, epochs=n, warmup_epochs=min(s.warmup_epochs, max(n - 1, 0)))
+                    for s, n in zip(rest, shares)]
+        changes = {k: v for k, v in (("learning_rate", lr), ("lr_decay", lr_decay)) if v is not None}
+        rest = [dataclasses.replace(s, **changes) for s in rest]
+        if patience is not None:
+            rest[-1] = dataclasses.replace(rest[-1], patience=patience)
+        return FreezeSchedule(head + rest)
+
     def within_budget(self, n_train: int, max_samples_seen: int | None) -> "FreezeSchedule":
         """This schedule with every stage's epochs scaled down (each kept >= 1) so that training sees
         about ``max_samples_seen`` samples at most: a fixed compute budget, as when comparing label
