@@ -13,9 +13,9 @@ from tlzoo.data import (
     IMAGE_SUFFIXES,
     DataSplits,
     Split,
-    _as_images,
-    _as_labels,
-    _load_image,
+    as_images,
+    as_labels,
+    load_image,
     resolve_path,
 )
 from tlzoo.errors import ConfigError, DataError
@@ -51,7 +51,7 @@ def _read_folder_classes(root: Path, notes: list[str], names: list[str] | None =
             continue
         for f in sorted(folder.iterdir()):
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(_load_image(f))
+                images.append(load_image(f))
                 labels.append(label)
     return images, labels, names
 
@@ -70,7 +70,7 @@ def read_labelled(source: str) -> Labelled:
             raise DataError(f"cannot read {str(path)!r} as .npz: {exc}") from None
         if "images" not in arrays or "labels" not in arrays:
             raise DataError(f"{path}: anomaly mode needs keys images and labels, found {sorted(arrays)}")
-        x, y = _as_images(arrays["images"], f"{path}:images"), _as_labels(arrays["labels"], f"{path}:labels")
+        x, y = as_images(arrays["images"], f"{path}:images"), as_labels(arrays["labels"], f"{path}:labels")
         if y.ndim != 1 or len(x) != len(y):
             raise DataError(f"{path}: {len(x)} images but labels of shape {y.shape}")
         names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else [str(i) for i in range(int(y.max()) + 1)]
@@ -88,14 +88,14 @@ def read_labelled(source: str) -> Labelled:
             notes.append(note)
         official = np.r_[np.zeros(len(tr_x), bool), np.ones(len(te_x), bool)]
         notes.append("MVTec layout: official train (defect-free) / test folders")
-        return Labelled(_as_images(x, str(path)), np.asarray(tr_y + te_y, np.int64), names, str(path), notes, official)
+        return Labelled(as_images(x, str(path)), np.asarray(tr_y + te_y, np.int64), names, str(path), notes, official)
     images, labels, names = _read_folder_classes(path, notes)
     if not images:
         raise DataError(f"{path}: no images in class sub-folders (expected {path}/good/ and {path}/<defect>/)")
     x, note = images_to_batch(images, str(path))
     if note:
         notes.append(note)
-    return Labelled(_as_images(x, str(path)), np.asarray(labels, np.int64), names, str(path), notes)
+    return Labelled(as_images(x, str(path)), np.asarray(labels, np.int64), names, str(path), notes)
 
 
 def normal_label(data: Labelled, normal_class: str | int = "auto") -> int:

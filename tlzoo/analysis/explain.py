@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tlzoo.data import IMAGE_SUFFIXES, SPLITS, _as_labels, _load_image
+from tlzoo.data import IMAGE_SUFFIXES, SPLITS, as_labels, load_image
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.evaluation import plots
 from tlzoo.model.assemble import backbone_call, find_backbone
@@ -203,7 +203,7 @@ def _read_images(images: Any, split: str, n: int,
                     raise DataError(f"{str(path)!r} holds no {split}_images or images array; keys: {sorted(f.files)}")
                 x = f[key]
                 lkey = key.replace("images", "labels")
-                labels = _as_labels(f[lkey], f"{path}:{lkey}") if lkey in f.files else None
+                labels = as_labels(f[lkey], f"{path}:{lkey}") if lkey in f.files else None
             names = [f"{path.name}:{key}[{i}]" for i in range(len(x))]
         elif path.is_dir():
             from tlzoo.anomaly.patchcore import images_to_batch
@@ -211,7 +211,7 @@ def _read_images(images: Any, split: str, n: int,
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
             if not files:
                 raise DataError(f"image folder {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            x, note = images_to_batch([_load_image(p) for p in files], str(path))
+            x, note = images_to_batch([load_image(p) for p in files], str(path))
             if note:
                 print(note)
             names = [str(p.relative_to(path)) for p in files]

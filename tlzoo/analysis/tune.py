@@ -41,7 +41,7 @@ from tlzoo.train.checkpoints import EpochCheckpoint
 from tlzoo.train.callbacks import EpochWatch
 from tlzoo.train.recipe import (
     AdaptConfig,
-    _optimizer_options,
+    optimizer_options,
     adapt,
     prepare_data,
 )
@@ -543,7 +543,7 @@ def _train_head(ctx: _Context, values: dict[str, Any], trial_dir: Path, *, cache
     stage = Stage("head", epochs, 0, float(values["learning_rate"]))
     steps = math.ceil(len(splits["train"]) / cfg.batch_size)
     optimizer = make_optimizer(plugin.options["optimizer"], stage_learning_rate(stage, steps), None,
-                               **_optimizer_options(plugin))
+                               **optimizer_options(plugin))
     model.compile(optimizer=optimizer, loss=plugin.loss(ctx.num_classes), metrics=plugin.metrics(ctx.num_classes))
 
     ckpt = EpochCheckpoint(trial_dir / "checkpoint", head)

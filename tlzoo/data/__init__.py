@@ -10,7 +10,7 @@ the tf.data stream.
 """
 from __future__ import annotations
 
-from tlzoo.data.arrays import _as_images, _as_labels, array_fingerprint, read_npz  # noqa: F401 (older imports)
+from tlzoo.data.arrays import array_fingerprint, as_images, as_labels, read_npz
 from tlzoo.data.folders import read_folder
 from tlzoo.data.images import (
            IMAGE_SUFFIXES,
@@ -20,7 +20,6 @@ from tlzoo.data.images import (
            load_image,
 )
 
-_load_image = load_image  # the name older modules import
 from tlzoo.data.index import DataOptions
 from tlzoo.data.sources import read_source, resolve_path
 from tlzoo.data.splits import (
@@ -34,6 +33,7 @@ from tlzoo.data.stream import image_batches, make_dataset, predict_batches
 from tlzoo.data.tables import read_table
 from tlzoo.data.tfds_source import read_tfds
 
-__all__ = ["IMAGE_SUFFIXES", "SPLITS", "DataOptions", "DataSplits", "ImageFiles", "Split", "array_fingerprint",
+__all__ = ["IMAGE_SUFFIXES", "SPLITS", "DataOptions", "DataSplits", "ImageFiles", "Split", "array_fingerprint", "as_images",
+           "as_labels",
            "decode_file", "image_batches", "is_lazy", "load_image", "make_dataset", "predict_batches", "read_folder", "read_npz",
            "read_source", "read_table", "read_tfds", "resolve_path", "stratified_split", "subsample_labels"]

@@ -13,7 +13,7 @@ from tlzoo.data.splits import SPLITS, DataSplits, Split, split_note, split_three
 from tlzoo.errors import DataError
 
 
-def _as_images(x: np.ndarray, where: str) -> np.ndarray:
+def as_images(x: np.ndarray, where: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim == 3:  # (N, H, W) grayscale
         x = x[..., None]
@@ -22,7 +22,7 @@ def _as_images(x: np.ndarray, where: str) -> np.ndarray:
     return x
 
 
-def _as_labels(y: np.ndarray, where: str) -> np.ndarray:
+def as_labels(y: np.ndarray, where: str) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:  # MedMNIST stores (N, 1)
         y = y[:, 0]
@@ -72,8 +72,8 @@ def read_arrays(arrays: dict[str, Any], path: str = "arrays", *, seed: int = 0, 
         split = {}
         for s in SPLITS:
             if f"{s}_images" in arrays:
-                y = _as_labels(arrays[f"{s}_labels"], f"{path}:{s}_labels")
-                split[s] = Split(_as_images(arrays[f"{s}_images"], f"{path}:{s}_images"), y,
+                y = as_labels(arrays[f"{s}_labels"], f"{path}:{s}_labels")
+                split[s] = Split(as_images(arrays[f"{s}_images"], f"{path}:{s}_images"), y,
                                  **_per_sample(arrays, f"{s}_", len(y), str(path)))
         if "val" not in split:
             train, val, _ = split_three(split["train"], seed, val_fraction, 0.0)
@@ -83,8 +83,8 @@ def read_arrays(arrays: dict[str, Any], path: str = "arrays", *, seed: int = 0, 
             notes.append("official train/val/test splits")
         train, val, test = split["train"], split["val"], split["test"]
     elif "images" in arrays and "labels" in arrays:
-        x = _as_images(arrays["images"], f"{path}:images")
-        y = _as_labels(arrays["labels"], f"{path}:labels")
+        x = as_images(arrays["images"], f"{path}:images")
+        y = as_labels(arrays["labels"], f"{path}:labels")
         if len(x) != len(y):
             raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
         train, val, test = split_three(Split(x, y, **_per_sample(arrays, "", len(y), str(path))), seed,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tlzoo.data.arrays import _as_labels, read_arrays, read_npz
+from tlzoo.data.arrays import as_labels, read_arrays, read_npz
 from tlzoo.data.folders import read_folder
 from tlzoo.data.index import DataOptions
 from tlzoo.data.records import RecordImages, scan_records
@@ -106,7 +106,7 @@ def read_dataset(ds: Any, options: DataOptions, *, seed: int = 0, val_fraction: 
     channels = options.channel_count() or (1 if image_spec.shape.rank == 2 or image_spec.shape[-1] == 1 else 3)
     images = RecordImages(lambda: ds, image_of, image_spec.dtype == "string", np.arange(len(ys)), channels, digests,
                           "tf.data.Dataset")
-    full = Split(images, _as_labels(ys, "tf.data.Dataset"))
+    full = Split(images, as_labels(ys, "tf.data.Dataset"))
     train, val, test = split_three(full, seed, val_fraction, test_fraction)
     names = list(options.classes or [])
     return DataSplits(train, val, test, names, "<tf.data.Dataset>", [split_note(val_fraction, test_fraction, seed)])

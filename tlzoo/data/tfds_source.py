@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tlzoo.data.arrays import _as_images, _as_labels
+from tlzoo.data.arrays import as_images, as_labels
 from tlzoo.data.records import RecordImages, scan_records
 from tlzoo.data.splits import DataSplits, Split, split_three
 from tlzoo.errors import DataError
@@ -55,9 +55,9 @@ def read_tfds(
             ys, digests = scan_records(records(), lambda ex: ex[keys[0]], lambda ex: ex[keys[1]])
             images = RecordImages(records, lambda ex: ex[keys[0]], True, np.arange(len(ys)),
                                   image_feature.shape[-1] or 3, digests, f"tfds:{info.full_name}:{split}")
-            return Split(images, _as_labels(ys, f"tfds:{name}"))
+            return Split(images, as_labels(ys, f"tfds:{name}"))
         xs, ys = zip(*tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True)))  # non-image tensors
-        return Split(_as_images(np.stack(xs), f"tfds:{name}"), _as_labels(np.asarray(ys), f"tfds:{name}"))
+        return Split(as_images(np.stack(xs), f"tfds:{name}"), as_labels(np.asarray(ys), f"tfds:{name}"))
 
     label_feature = info.features[keys[1]]
     names = list(getattr(label_feature, "names", []) or [])

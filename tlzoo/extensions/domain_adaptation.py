@@ -28,7 +28,7 @@ from tlzoo.data import (
     DataSplits,
     ImageFiles,
     Split,
-    _as_images,
+    as_images,
     array_fingerprint,
     is_lazy,
     resolve_path,
@@ -276,7 +276,7 @@ def read_unlabelled_images(source: str, *, skip_bad: bool = False) -> Any:
                 if key is None:
                     raise DataError(f"target data {source!r}: no 'images' or 'train_images' array "
                                     f"(found {sorted(f.files)})")
-                return _as_images(f[key], f"{path}:{key}")
+                return as_images(f[key], f"{path}:{key}")
         except DataError:
             raise
         except Exception as exc:

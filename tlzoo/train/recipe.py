@@ -54,7 +54,7 @@ def _resolve_schedule(cfg: AdaptConfig, plugin: DomainPlugin, n_groups: int) -> 
     return schedule
 
 
-def _optimizer_options(plugin: DomainPlugin) -> dict[str, Any]:
+def optimizer_options(plugin: DomainPlugin) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if plugin.options["optimizer"] == "adamw":
         options["weight_decay"] = float(plugin.options["weight_decay"])
@@ -350,7 +350,7 @@ def _compile_stage(run: Run, fit_model: Any, index: int, stage: Stage, steps: in
     run.multipliers = apply_stage(run.backbone, groups, stage)
     with run.dist.scope():
         run.optimizer = make_optimizer(plugin.options["optimizer"], stage_learning_rate(stage, steps), run.multipliers,
-                                       **_optimizer_options(plugin))
+                                       **optimizer_options(plugin))
         fit_model.compile(optimizer=run.optimizer, loss=plugin.loss(run.num_classes),
                           metrics=plugin.metrics(run.num_classes))
     if run.cfg.verbose:
