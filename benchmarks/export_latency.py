@@ -86,10 +86,12 @@ def _measure(args: argparse.Namespace, run_dir: Path, export_dir: Path, formats:
     import yaml
 
     import tlzoo.model.layers  # noqa: F401
-    from tlzoo.plugin import get_plugin
+    from tlzoo.train.config import recorded
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    get_plugin(config["adapt"]["plugin"], **(config["adapt"].get("plugin_options") or {}))
+    from tlzoo.train.recipe import run_plugin
+
+    run_plugin(recorded(config))
     model = keras.saving.load_model(run_dir / "model.keras", compile=False, safe_mode=True)
     keras_call = KerasRunner(model, contract)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from shared_data import find_data
 
+from tlzoo.train.config import recorded_settings
 from tlzoo.train.recipe import AdaptConfig, adapt
 
 HERE = Path(__file__).resolve().parent
@@ -70,7 +71,7 @@ def main() -> None:
                 "epochs_run": len(r.history), "best_epoch": r.metrics["best_epoch"],
                 "wall_time_s": round(time.perf_counter() - t0, 1), "_roc": (pred["y_true"], pred["probs"].ravel()),
             }
-            entry = results.setdefault(name, {"config": {k: r.config["adapt"][k] for k in (
+            entry = results.setdefault(name, {"config": {k: recorded_settings(r.config)[k] for k in (
                 "backbone", "weights", "input_size", "label_fraction", "schedule")}, "runs": []})
             entry["runs"].append(run)
             print(f"   test ROC-AUC {test['roc_auc']:.4f}  ACC {test['accuracy']:.4f}  "

@@ -4,7 +4,6 @@ threshold from a false-alarm budget on held-out normals, evaluate, write a norma
 report.md)."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -82,7 +81,7 @@ def run_anomaly(cfg: Any, plugin: Any) -> Any:
     detector.check_budget(len(data.train))
     groups = layer_groups(detector.backbone, spec)
     resolved: dict[str, Any] = {
-        "adapt": {**dataclasses.asdict(cfg), "out": str(out), "backbone": backbone_name, "input_size": input_size},
+        "adapt": cfg.to_record(out=str(out), backbone=backbone_name, input_size=input_size),
         "recipe": "anomaly/patchcore",
         "schedule": {"stages": []},  # nothing is trained
         "plugin": plugin.describe() | {"options": plugin.options, "task": plugin.task, "monitor": plugin.monitor},
@@ -172,11 +171,13 @@ def _heatmaps(run_dir: Path, data: Any, scores: np.ndarray, maps: np.ndarray, ty
 
 
 def _write_report(path: Path, config: dict[str, Any], metrics: dict[str, Any], figures: list[str]) -> None:
-    t, bank = metrics["test"], metrics["bank"]
+    from tlzoo.train.config import recorded_settings
+
+    t, bank, settings = metrics["test"], metrics["bank"], recorded_settings(config)
     lines = [
-        f"# Anomaly run: {config['adapt']['plugin']} on {config['data']['source']}", "",
-        f"PatchCore on `{config['backbone']['name']}` ({config['weights'].get('source', config['adapt']['weights'])} "
-        f"weights), levels {', '.join(l['group'] for l in bank['levels'])}, input {config['adapt']['input_size']} px, "
+        f"# Anomaly run: {settings['plugin']} on {config['data']['source']}", "",
+        f"PatchCore on `{config['backbone']['name']}` ({config['weights'].get('source', settings['weights'])} "
+        f"weights), levels {', '.join(l['group'] for l in bank['levels'])}, input {settings['input_size']} px, "
         f"patch grid {bank['grid'][0]}x{bank['grid'][1]}.", "",
         "| figure | value |", "|---|---|",
         f"| image ROC-AUC (test) | {t['roc_auc']:.4f} |",

@@ -183,6 +183,17 @@ class AdaptConfig:
             out.setdefault(section, {})[key] = value
         return out
 
+    def to_record(self, **resolved: Any) -> dict[str, Any]:
+        """The sections as a run's config.yaml records them: plain values, in-memory data named by its type
+        (evaluate / export / predict then need it passed again); ``resolved`` flat fields (the output
+        directory, the backbone and input size a run settled on) replace the given ones."""
+        import json
+
+        data = self.data if isinstance(self.data, (str, Path)) else \
+            f"<in-memory {type(self.data).__module__}.{type(self.data).__name__}>"
+        cfg = dataclasses.replace(self, **resolved) if resolved else self
+        return json.loads(json.dumps(cfg.to_sections(record_data=str(data)), default=str))
+
     # ------------------------------------------------------------------ checking
     def validate(self) -> "AdaptConfig":
         """Every field's type, then its range and choices: ``ConfigError`` naming the field, the value and

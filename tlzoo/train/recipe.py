@@ -81,20 +81,6 @@ def _weights_name(weights: str | None, spec: Any) -> str | None:
     return weights
 
 
-def _data_record(cfg: AdaptConfig) -> Any:
-    """The data as config.yaml records it: in-memory data (arrays, a DataFrame, a tf.data.Dataset) is named
-    by its type; evaluate / export / predict then need the data passed again."""
-    if isinstance(cfg.data, (str, Path)):
-        return str(cfg.data)
-    return f"<in-memory {type(cfg.data).__module__}.{type(cfg.data).__name__}>"
-
-
-def _as_record(cfg: AdaptConfig) -> dict[str, Any]:
-    """The config in sections, as config.yaml records it (values made plain for YAML)."""
-    sections = cfg.to_sections(record_data=_data_record(cfg))
-    return json.loads(json.dumps(sections, default=str))
-
-
 def run_plugin(cfg: AdaptConfig | dict[str, Any]) -> Any:
     """The plugin a run trains with: the registered plugin with its options, wrapped in
     ``MultiTask`` when the run has several tasks."""
@@ -298,11 +284,9 @@ def _build(run: Run) -> tuple[Any, Any]:
 def _resolved(run: Run, weights_record: Any) -> dict[str, Any]:
     """The run's config.yaml: the settings in sections, and everything they resolved to."""
     cfg, plugin, spec = run.cfg, run.plugin, run.spec
-    inputs = _as_record(cfg)
-    inputs["output"]["dir"] = str(run.out)
-    inputs["model"].update(backbone=cfg.backbone or plugin.default_backbone, input_size=run.input_size)
     resolved = {
-        "adapt": inputs,
+        "adapt": cfg.to_record(out=str(run.out), backbone=cfg.backbone or plugin.default_backbone,
+                               input_size=run.input_size),
         "distribution": run.dist.describe(),
         "schedule": run.schedule.to_dict(),
         "plugin": plugin.describe() | {"options": plugin.options},
