@@ -6,11 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import yaml
 from support import fast_config
 
 from tlzoo.cli.main import main
-from tlzoo.deploy.card import _licence_lines
 from tlzoo.errors import ConfigError
 from tlzoo.extensions.licences import allowed_uses, licence_gate
 from tlzoo.train.recipe import adapt
@@ -67,19 +65,6 @@ def test_gate_on_data_licence(scans_npz: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="intended use must be one of"):
         adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "c"), intended_use="personal"))
     assert not any(tmp_path.glob("[abc]"))
-
-
-def test_allowed_run_records_its_licences(scans_npz: Path, tmp_path: Path) -> None:
-    result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "ok"), intended_use="commercial",
-                               data_licence="CC-BY-4.0"))
-    licences = yaml.safe_load((result.run_dir / "config.yaml").read_text())["licences"]
-    assert licences["intended_use"] == "commercial"
-    assert licences["weights"]["verdict"] == "allowed"  # random initialisation: nothing to license
-    assert licences["data"] == {"what": "training data", "licence": "CC-BY-4.0",
-                                "allowed_uses": ["commercial", "research"], "use": "commercial", "verdict": "allowed"}
-    lines = _licence_lines(licences)
-    assert lines[0].startswith("- licences (declared intended use: commercial")
-    assert "  - data: CC-BY-4.0 (allowed)" in lines
 
 
 def test_research_use_of_noncommercial_weights_passes_the_gate() -> None:

@@ -16,7 +16,7 @@ from tlzoo.errors import ConfigError
 from tlzoo.zoo import build_backbone, get_backbone_spec, layer_groups
 from tlzoo.zoo.spec import STEM
 
-# TF-Hub entries load a SavedModel (no random init, no download here): tests/test_hub.py covers them.
+# TF-Hub entries load a SavedModel (no random init, no download here): the test_hub.py modules cover them.
 # image backbones; time-series ones (and local pretrained entries) are tested in test_timeseries.py
 NAMES = [n for n in tlzoo.list_backbones()
          if get_backbone_spec(n).family != "tfhub" and get_backbone_spec(n).modality == "image"]
