@@ -14,7 +14,7 @@ export TLZOO_DATA_DIR ?= $(abspath $(SHARED)/data)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test benchmark clean
+.PHONY: install demo test test-unit test-integration benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# One tier of the suite (see README, Tests): unit alone, or integration alone.
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: install
+	$(BIN)/python -m pytest -m integration
 
 benchmark: install
 	$(BIN)/python benchmarks/pneumonia_transfer.py

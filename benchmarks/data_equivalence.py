@@ -5,7 +5,7 @@ each adapted with the medical-imaging plugin's own recipe at 10% of the labels, 
 Files are named by their index in the .npz, so the three sources hold the same images in the same
 order within each class, and the seeded label subsampling picks the same training images. The table
 lists them in the .npz's order, so its training batches are the .npz's, pixel for pixel (tested in
-tests/test_data_readers.py); the class folders hold them class by class, so the same seed shuffles
+tests/unit/test_data_readers.py); the class folders hold them class by class, so the same seed shuffles
 them into other batches: that difference is training-order noise, measured over several seeds.
 
     python benchmarks/data_equivalence.py [--label-fraction 0.1] [--seeds 0 1 2] [--out benchmarks/results/data_equivalence]

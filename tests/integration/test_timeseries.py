@@ -1,0 +1,97 @@
+"""Time-series backbones, the timeseries-fraud plugin, `tlzoo pretrain` and their round trip."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlzoo.errors import ConfigError, DataError
+from tlzoo.zoo import (
+    build_backbone,
+    get_backbone_spec,
+    list_backbones,
+)
+
+
+def event_table(path: Path, n: int = 600, f: int = 4, seed: int = 0, accounts: int = 0, **override) -> Path:
+    """Events with a learnable fraud signal: frauds (10%) have shifted first two features."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(np.int64)
+    x = rng.normal(size=(n, f))
+    x[:, :2] += 2.5 * y[:, None]
+    x[:, -1] = np.abs(x[:, -1]) * 100  # an "amount" on another scale
+    arrays = {"features": x, "labels": y, "time": np.arange(n, dtype=float),
+              "feature_names": np.array([f"v{i}" for i in range(f - 1)] + ["amount"])}
+    if accounts:
+        arrays["account"] = rng.integers(0, accounts, n)
+    arrays.update(override)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+# ---------------------------------------------------------------- pretrain -> zoo -> adapt -> export
+
+
+def test_pretrain_adapt_export_round_trip(tmp_path, home):
+    from tlzoo.deploy.export import export
+    from tlzoo.train.recipe import adapt, evaluate
+    from tlzoo.zoo.pretrain import pretrain
+
+    data = str(event_table(tmp_path / "cc.npz", n=300))
+    p = pretrain(plugin="timeseries-fraud", data=data, name="toy_fcn", backbone="ts_fcn", epochs=2,
+                 batch_size=32, verbose=0)
+    entry = json.loads((home / "zoo" / "toy_fcn" / "entry.json").read_text())
+    assert entry["lineage"]["objective"] == "masked" and entry["lineage"]["epochs"] == 2
+    assert len(entry["lineage"]["data_fingerprint"]) == 64 and not entry["lineage"]["labels_used"]
+    assert p.history[-1] < p.history[0]  # reconstruction improves
+    assert "toy_fcn" in list_backbones() and get_backbone_spec("toy_fcn").weight_names == ("pretrained",)
+    with pytest.raises(ConfigError, match="exists"):
+        pretrain(plugin="timeseries-fraud", data=data, name="toy_fcn", epochs=1, verbose=0)
+
+    run = adapt(plugin="timeseries-fraud", data=data, backbone="toy_fcn", out=str(tmp_path / "run"), batch_size=32,
+                verbose=0, schedule={"kind": "full", "epochs": 2, "head_epochs": 1},
+                plugin_options={"loss": "focal", "augment": ["jitter", "scaling"]})
+    assert run.config["weights"]["source"] == "pretrained" and "masked" in run.config["weights"]["lineage"]
+    m = json.loads((run.run_dir / "metrics.json").read_text())
+    assert m["test"]["pr_auc"] > 0.5 and m["baseline"]["test"]["pr_auc"] > 0.5  # prevalence is 0.1
+    assert "recall_at_fpr_0.01" in m["test"] and "precision_at_top_50" in m["baseline"]["test"]
+    assert (run.run_dir / "pr_curve.png").stat().st_size > 1000
+
+    # the pretrained weights arrived in the adapted model before training changed them
+    zoo_bb, _, _ = build_backbone("toy_fcn", "pretrained", (None, 4))
+    assert zoo_bb.get_layer("block1_conv").get_weights()[0].shape == (8, 4, 128)
+
+    ex = export(run.run_dir, formats=["savedmodel", "onnx"], out=tmp_path / "export", verbose=0, heldout=16)
+    assert ex.parity["onnx"]["max_abs_diff"] <= 1e-4 and ex.parity["savedmodel"]["max_abs_diff"] <= 1e-4
+
+    # a feature used in training missing at inference
+    x = np.load(data)["features"][:, :3]
+    moved = event_table(tmp_path / "missing.npz", n=300, f=3, features=x,
+                        feature_names=np.array(["v0", "v1", "v2"]))
+    with pytest.raises(DataError, match=r"feature\(s\) \['amount'\] used in training are missing"):
+        evaluate(run.run_dir, data=str(moved))
+
+
+def test_contrastive_pretraining_and_channel_mismatch(tmp_path, home):
+    from tlzoo.train.recipe import adapt
+    from tlzoo.zoo.pretrain import pretrain
+
+    data = str(event_table(tmp_path / "w.npz", n=300, accounts=4))
+    p = pretrain(plugin="timeseries-fraud", data=data, name="toy_tr", backbone="ts_transformer",
+                 objective="contrastive", epochs=1, batch_size=32, verbose=0,
+                 plugin_options={"window": 8, "augment": ["jitter", "magnitude_warp", "time_warp"]})
+    assert np.isfinite(p.history).all() and p.lineage["objective"] == "contrastive"
+    other = str(event_table(tmp_path / "other.npz", n=300, f=5))
+    with pytest.raises(ConfigError, match="pretrained on 4 channel"):
+        adapt(plugin="timeseries-fraud", data=other, backbone="toy_tr", out=str(tmp_path / "r"), verbose=0,
+              plugin_options={"window": 8})
+    with pytest.raises(ConfigError, match="timeseries backbone"):
+        adapt(plugin="medical-imaging", data=other, backbone="ts_fcn", out=str(tmp_path / "r2"), verbose=0)

@@ -1,0 +1,134 @@
+"""Time-series backbones, the timeseries-fraud plugin, `tlzoo pretrain` and their round trip."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlzoo.errors import ConfigError, DataError
+from tlzoo.plugin import get_plugin
+from tlzoo.zoo import (
+    build_backbone,
+    check_input_shape,
+    get_backbone_spec,
+    layer_groups,
+    list_backbones,
+)
+
+TS_BACKBONES = ["ts_fcn", "ts_inception", "ts_resnet", "ts_transformer"]
+
+
+def event_table(path: Path, n: int = 600, f: int = 4, seed: int = 0, accounts: int = 0, **override) -> Path:
+    """Events with a learnable fraud signal: frauds (10%) have shifted first two features."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(np.int64)
+    x = rng.normal(size=(n, f))
+    x[:, :2] += 2.5 * y[:, None]
+    x[:, -1] = np.abs(x[:, -1]) * 100  # an "amount" on another scale
+    arrays = {"features": x, "labels": y, "time": np.arange(n, dtype=float),
+              "feature_names": np.array([f"v{i}" for i in range(f - 1)] + ["amount"])}
+    if accounts:
+        arrays["account"] = rng.integers(0, accounts, n)
+    arrays.update(override)
+    np.savez(path, **arrays)
+    return path
+
+
+# ---------------------------------------------------------------- backbones
+
+
+@pytest.mark.parametrize("name", TS_BACKBONES)
+def test_backbone_any_length_and_groups(name):
+    spec = get_backbone_spec(name)
+    assert spec.modality == "timeseries" and name in list_backbones("ts_*")
+    model, _, record = build_backbone(name, None, (None, 3))
+    assert record is None
+    for t in (spec.min_size, 50):
+        out = model(np.zeros((2, t, 3), np.float32))
+        assert tuple(out.shape) == (2, t, spec.feature_dim)
+    groups = layer_groups(model, spec)
+    assert len(groups) >= 3 and groups[-1].name in ("block3", "block6", "final")
+
+
+def test_window_shorter_than_receptive_field():
+    with pytest.raises(ConfigError, match="shorter than 'ts_inception'.*40"):
+        check_input_shape(get_backbone_spec("ts_inception"), (16, 3))
+    check_input_shape(get_backbone_spec("ts_inception"), (1, 3))  # tabular mode: a single event
+    check_input_shape(get_backbone_spec("ts_fcn"), (8, 3))
+
+
+# ---------------------------------------------------------------- data and bad input
+
+
+def test_windows_hold_only_current_and_past_events_of_the_account(tmp_path):
+    from tlzoo_timeseries import events
+
+    table = events.read_table(event_table(tmp_path / "e.npz", n=200, accounts=5))
+    idx = events.window_index(table, 6)
+    for i in range(len(idx)):
+        assert (idx[i] <= i).all() and idx[i, -1] == i
+        assert (table.account[idx[i]] == table.account[i]).all()
+    plugin = get_plugin("timeseries-fraud", window=6)
+    data = plugin.read_data(str(tmp_path / "e.npz"), seed=0)
+    assert data.train.x.shape[1:] == (6, 4)
+    assert sum(len(data.split(s)) for s in ("train", "val", "test")) == 200
+
+
+def test_nan_named_by_row_and_column_then_imputed(tmp_path):
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    x[17, 1] = np.nan
+    x[42, 2] = np.inf
+    path = event_table(tmp_path / "nan.npz", n=300, f=3, features=x)
+    with pytest.raises(DataError, match=r"row 17 column 'v1'.*row 42 column 'amount'.*impute=median"):
+        get_plugin("timeseries-fraud").read_data(str(path))
+    data = get_plugin("timeseries-fraud", impute="median").read_data(str(path))
+    assert all(np.isfinite(data.split(s).x).all() for s in ("train", "val", "test"))
+    assert any("imputed 2 NaN/inf" in n for n in data.notes)
+
+
+def test_single_class_labels(tmp_path):
+    path = event_table(tmp_path / "one.npz", n=100, labels=np.zeros(100, np.int64))
+    with pytest.raises(DataError, match="single class"):
+        get_plugin("timeseries-fraud").read_data(str(path))
+
+
+def test_out_of_order_timestamps(tmp_path):
+    t = np.arange(100, dtype=float)
+    t[[30, 31]] = t[[31, 30]]
+    path = event_table(tmp_path / "order.npz", n=100, time=t)
+    with pytest.raises(DataError, match=r"out of order: row 31 \(time 30\) comes after row 30 \(time 31\)"):
+        get_plugin("timeseries-fraud", window=4).read_data(str(path))
+    data = get_plugin("timeseries-fraud", window=4, sort_by_time=True).read_data(str(path))
+    assert any("sorted by time" in n for n in data.notes)
+
+
+def test_fp_budget_threshold_and_fraud_metrics():
+    from tlzoo_timeseries.fraud_metrics import fraud_metrics, precision_at_k
+
+    from tlzoo.evaluation.metrics import threshold_for_max_fpr
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.05).astype(int)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.15), 0, 1)
+    t = threshold_for_max_fpr(y, p, 0.02)
+    fpr = ((p >= t) & (y == 0)).sum() / (y == 0).sum()
+    assert fpr <= 0.02 and ((p >= np.nextafter(t, 0) - 1e-3) & (y == 0)).sum() / (y == 0).sum() > 0.015
+    assert precision_at_k(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.8, 0.7]), 2) == 1.0
+    m = fraud_metrics(y, p, threshold=t, fpr=0.02, top_k=50)
+    assert m["false_positive_rate"] <= 0.02 and 0 < m["recall_at_fpr_0.02"] <= 1 and m["positives"] == y.sum()
+
+
+def test_augmentations_training_only_and_shape():
+    from tlzoo_timeseries.augment import AUGMENTATIONS, SeriesAugmenter
+
+    x = np.random.default_rng(0).normal(size=(4, 20, 3)).astype("float32")
+    for name in AUGMENTATIONS:
+        out = np.asarray(SeriesAugmenter([name], np.ones(3))(x))
+        assert out.shape == x.shape and np.isfinite(out).all() and not np.allclose(out, x), name
+    plugin = get_plugin("timeseries-fraud", augment=list(AUGMENTATIONS))
+    plugin._scale = np.ones(3)
+    (layer,) = plugin.augmentations()
+    assert np.array_equal(layer(x, training=False), x)
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        SeriesAugmenter(["flip"], np.ones(3))
