@@ -62,7 +62,7 @@ def test_gate_on_data_licence(scans_npz: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'CC-BY-NC-SA-4.0', which allows research use only"):
         adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "b"), intended_use="commercial",
                           data_licence="CC-BY-NC-SA-4.0"))
-    with pytest.raises(ConfigError, match="intended use must be one of"):
+    with pytest.raises(ConfigError, match=r"intended_use must be one of \['research', 'commercial'\], got 'personal'"):
         adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "c"), intended_use="personal"))
     assert not any(tmp_path.glob("[abc]"))
 
