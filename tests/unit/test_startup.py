@@ -219,6 +219,26 @@ def test_signal_ends_a_command_with_one_line_and_cleans_up(monkeypatch, tmp_path
     assert signal.getsignal(signum) is before  # handlers restored for whoever called main()
 
 
+def test_a_second_signal_stops_at_once():
+    """The first signal unwinds; if the clean-up is stuck, a second one ends the process as the
+    signal would without tlzoo's handler."""
+    code = textwrap.dedent("""
+        import os, signal, time
+        from tlzoo.cli.signals import interruptible
+        with interruptible():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                print("unwinding", flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+                print("not reached", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGTERM and proc.stdout == "unwinding\n", proc.stderr
+
+
 def test_sigterm_during_adapt_leaves_no_temporary_run_directory(tmp_path):
     """A real `tlzoo adapt` on a tiny data set, terminated while it trains."""
     from tlzoo.data.synthetic import write_opacity_npz

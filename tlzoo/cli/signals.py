@@ -4,6 +4,7 @@ prints one line instead of a traceback."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Any, Iterator
@@ -28,8 +29,9 @@ class Interrupted(KeyboardInterrupt):
 def interruptible() -> Iterator[None]:
     """SIGINT and SIGTERM raise ``Interrupted`` inside; the previous handlers come back on exit.
 
-    Once one has been raised, further signals are ignored until the block exits: a second Ctrl-C
-    must not cut the clean-up short (SIGKILL still ends the process)."""
+    Python runs the handler only between bytecodes, so a command stuck in a long native call (a
+    collective waiting for its peers) does not see the first signal until the call returns; a
+    second signal then ends the process at once, as it would have without this handler."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
@@ -37,7 +39,9 @@ def interruptible() -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         nonlocal raised
-        if raised:
+        if raised:  # asked twice: stop now, with the signal's own exit status
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
             return
         raised = True
         raise Interrupted(signum)
