@@ -5,22 +5,27 @@ overrides only what its domain does differently (head, augmentations, loss, metr
 freeze schedule, data reading, evaluation). Plugins register in-process with
 ``@register_plugin`` or, from an installed package, through the ``tlzoo.plugins`` entry-point
 group (first-party plugins use that group too).
+
+Importing this module (and a plugin class) does not import Keras or TensorFlow: ``tlzoo plugins``
+lists plugins without them. Keras is imported in the methods that build layers, losses and metrics;
+a plugin should do the same (or keep Keras-dependent code in a submodule it imports lazily).
 """
 from __future__ import annotations
 
 import logging
 from importlib import metadata
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-import keras
 import numpy as np
 
-from tlzoo.data import DataSplits, read_source
 from tlzoo.errors import ConfigError, DataError
-from tlzoo.evaluation import metrics as metrics_lib
-from tlzoo.model.layers import CastToFloat32
 from tlzoo.registry import Registry
 from tlzoo.train.schedule import FreezeSchedule
+
+if TYPE_CHECKING:
+    import keras
+
+    from tlzoo.data import DataSplits
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,8 @@ class DomainPlugin:
     def read_data(self, source: str, *, seed: int = 0, options: dict[str, Any] | None = None) -> DataSplits:
         """Read a data source into train / val / test splits (``options``: ``tlzoo.data.DataOptions``
         fields, for file sources)."""
+        from tlzoo.data import read_source
+
         return read_source(source, seed=seed, options=options)
 
     def num_classes(self, data: DataSplits) -> int:
@@ -151,6 +158,10 @@ class DomainPlugin:
 
     def input_adapter(self, inputs: Any, input_size: int) -> Any:
         """Raw images -> what the backbone expects (float32, 3 channels, backbone size)."""
+        import keras
+
+        from tlzoo.model.layers import CastToFloat32
+
         x = CastToFloat32(name="to_float32")(inputs)
         if inputs.shape[-1] == 1:
             x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
@@ -158,6 +169,8 @@ class DomainPlugin:
 
     def build_head(self, features: Any, num_classes: int) -> Any:
         """Pooled backbone features -> predictions (sigmoid for binary / multilabel, softmax)."""
+        import keras
+
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features) if len(features.shape) == 4 else features
         if self.options["hidden_units"]:
             x = keras.layers.Dense(int(self.options["hidden_units"]), activation="relu", name="head_hidden")(x)
@@ -177,6 +190,8 @@ class DomainPlugin:
         return None
 
     def loss(self, num_classes: int) -> keras.losses.Loss:
+        import keras
+
         smoothing = float(self.options["label_smoothing"])
         if self.task == "multiclass":
             if smoothing:
@@ -186,6 +201,8 @@ class DomainPlugin:
 
     def metrics(self, num_classes: int) -> list[Any]:
         """Keras metrics tracked while training (the monitor metric among them)."""
+        import keras
+
         if self.task == "binary":
             return [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
         if self.task == "multilabel":
@@ -232,6 +249,8 @@ class DomainPlugin:
         """The binary decision threshold from the ``threshold`` option (see ``metrics.choose_threshold``)."""
         if self.task != "binary":
             return 0.5
+        from tlzoo.evaluation import metrics as metrics_lib
+
         return metrics_lib.choose_threshold(self.options["threshold"], y_val, p_val)
 
     def check_threshold_option(self) -> None:
@@ -253,6 +272,8 @@ class DomainPlugin:
 
     def evaluate(self, y_true: np.ndarray, probs: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
         """Final metrics on numpy predictions (test split)."""
+        from tlzoo.evaluation import metrics as metrics_lib
+
         if self.task == "binary":
             return metrics_lib.binary_metrics(y_true, probs.reshape(-1), threshold)
         if self.task == "multilabel":

@@ -11,21 +11,24 @@ Two modes (``--option mode=...``):
   (``max_false_alarm``) on held-out normal images. Its own recipe (``recipe.run_anomaly``), no
   gradient training.
 
-Registered through the ``tlzoo.plugins`` entry point, exactly as a third-party plugin is.
+Registered through the ``tlzoo.plugins`` entry point, exactly as a third-party plugin is. Keras (the
+augmentation layers, the anomaly model) is imported when a plugin instance needs it, so that listing
+plugins does not start TensorFlow.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-import keras
 import numpy as np
 
-import tlzoo.anomaly  # noqa: F401  (registers the anomaly model's layers, so runs load with safe_mode)
-from tlzoo.data import DataSplits
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.plugin import DomainPlugin
 from tlzoo.train.schedule import FreezeSchedule
-from tlzoo_defect.augment import RandomBlur, RandomQuarterTurn
+
+if TYPE_CHECKING:
+    import keras
+
+    from tlzoo.data import DataSplits
 
 MODES = ("classify", "anomaly")
 
@@ -87,6 +90,9 @@ class DefectDetectionPlugin(DomainPlugin):
         if mode == "anomaly":
             self.task = "binary"  # type: ignore[misc]  normal (0) / defective (1)
             self.monitor = "auc"  # type: ignore[misc]
+        # Registers the anomaly model's layers, so that runs load with safe_mode. Here rather than at
+        # import: an instance is about to train or evaluate, and listing plugins should not load Keras.
+        import tlzoo.anomaly  # noqa: F401
 
     @property
     def anomaly(self) -> bool:
@@ -126,6 +132,10 @@ class DefectDetectionPlugin(DomainPlugin):
 
     # ------------------------------------------------------------------ classify model
     def augmentations(self) -> list[keras.layers.Layer]:
+        import keras
+
+        from tlzoo_defect.augment import RandomBlur, RandomQuarterTurn
+
         o = self.options
         layers: list[keras.layers.Layer] = []
         if o["flips"]:

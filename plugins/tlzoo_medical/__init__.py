@@ -1,15 +1,17 @@
 """Medical-imaging plugin: chest X-rays and other grayscale scans.
 
-Registered through the ``tlzoo.plugins`` entry point, exactly as a third-party plugin is.
+Registered through the ``tlzoo.plugins`` entry point, exactly as a third-party plugin is. Keras is
+imported where layers are built, so that listing plugins does not start TensorFlow.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import keras
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tlzoo.plugin import DomainPlugin
 from tlzoo.train.schedule import FreezeSchedule
+
+if TYPE_CHECKING:
+    import keras
 
 
 class MedicalImagingPlugin(DomainPlugin):
@@ -78,6 +80,8 @@ class MedicalImagingPlugin(DomainPlugin):
     augmentation_options: ClassVar[tuple[str, ...]] = ("rotation_degrees", "zoom", "shift", "contrast", "brightness")
 
     def augmentations(self) -> list[keras.layers.Layer]:
+        import keras
+
         o = self.options
         layers: list[keras.layers.Layer] = []
         if o["horizontal_flip"]:

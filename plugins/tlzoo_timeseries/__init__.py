@@ -31,20 +31,21 @@ each transaction is scored on its own 29 features; ``time`` is never a feature.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
 
-from tlzoo.data import DataSplits
 from tlzoo.errors import DataError
-from tlzoo.evaluation.metrics import threshold_for_max_fpr
-from tlzoo.model.layers import FeatureScaler
 from tlzoo.plugin import DomainPlugin
 from tlzoo.train.schedule import FreezeSchedule, Stage
-from tlzoo_timeseries import events
 from tlzoo_timeseries.augment import AUGMENTATIONS, SeriesAugmenter
-from tlzoo_timeseries.fraud_metrics import fraud_metrics
+
+# Keras, scikit-learn and the data readers are imported where they are used: listing plugins
+# should not pay for them.
+if TYPE_CHECKING:
+    import keras
+
+    from tlzoo.data import DataSplits
 
 
 class TimeSeriesFraudPlugin(DomainPlugin):
@@ -87,6 +88,8 @@ class TimeSeriesFraudPlugin(DomainPlugin):
 
     # ------------------------------------------------------------------ data
     def read_data(self, source: str, *, seed: int = 0) -> DataSplits:
+        from tlzoo_timeseries import events
+
         o = self.options
         table = events.read_table(source)
         table = events.select_features(table, o["features"], list(o["exclude_features"] or []))
@@ -120,9 +123,13 @@ class TimeSeriesFraudPlugin(DomainPlugin):
         """Per-feature standardisation with the training statistics, inside the model."""
         if self._center is None:
             raise DataError("read the data (read_data) before building the model: the scaler needs it")
+        from tlzoo.model.layers import FeatureScaler
+
         return FeatureScaler(self._center, self._scale, name="feature_scaler")(inputs)
 
     def build_head(self, features: Any, num_classes: int) -> Any:
+        import keras
+
         x = keras.layers.GlobalAveragePooling1D(name="head_pool")(features)
         return super().build_head(x, num_classes)
 
@@ -134,6 +141,8 @@ class TimeSeriesFraudPlugin(DomainPlugin):
         return [_AugmentCall(aug)]
 
     def loss(self, num_classes: int) -> keras.losses.Loss:
+        import keras
+
         kind = self.options["loss"]
         if kind == "focal":
             return keras.losses.BinaryFocalCrossentropy(gamma=float(self.options["focal_gamma"]))
@@ -144,6 +153,8 @@ class TimeSeriesFraudPlugin(DomainPlugin):
         return super().loss(num_classes)
 
     def metrics(self, num_classes: int) -> list[Any]:
+        import keras
+
         return [keras.metrics.AUC(curve="PR", name="pr_auc"), keras.metrics.AUC(name="auc")]
 
     def freeze_schedule(self, backbone_groups: int) -> FreezeSchedule:
@@ -155,10 +166,14 @@ class TimeSeriesFraudPlugin(DomainPlugin):
     # ------------------------------------------------------------------ evaluation
     def choose_threshold(self, y_val: np.ndarray, p_val: np.ndarray) -> float:
         if self.options["threshold"] == "fp_budget":
+            from tlzoo.evaluation.metrics import threshold_for_max_fpr
+
             return threshold_for_max_fpr(y_val, p_val, float(self.options["fp_budget"]))
         return super().choose_threshold(y_val, p_val)
 
     def evaluate(self, y_true: np.ndarray, probs: np.ndarray, *, threshold: float = 0.5) -> dict[str, Any]:
+        from tlzoo_timeseries.fraud_metrics import fraud_metrics
+
         return fraud_metrics(y_true, probs.reshape(-1), threshold=threshold,
                              fpr=float(self.options["report_fpr"]), top_k=int(self.options["top_k"]))
 

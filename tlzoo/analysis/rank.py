@@ -277,7 +277,7 @@ def unavailable_reason(backbone: str, weights: str | None) -> str | None:
         return None
     spec = get_backbone_spec(backbone)
     if spec.family == "tfhub":
-        from tlzoo.zoo.hub import resolve_handle
+        from tlzoo.zoo.hub_catalogue import resolve_handle
 
         if weights not in (*spec.weight_names, "savedmodel"):
             return f"a TF-Hub backbone carries its own weights; rank it as {backbone}@imagenet"

@@ -1,15 +1,30 @@
 """``tlzoo demo``: adapt a pretrained backbone to a generated scan data set, end to end."""
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from tlzoo.data.synthetic import write_opacity_npz
-from tlzoo.train.recipe import AdaptConfig, adapt
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="adapt a pretrained backbone on a generated data set (no download)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--backbone", default="mobilenet_v2")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    run_demo(out=args.out, backbone=args.backbone)
+    return 0
 
 
 def run_demo(out: str = "runs/demo", backbone: str = "mobilenet_v2") -> dict:
+    from tlzoo.data.synthetic import write_opacity_npz
+    from tlzoo.train.recipe import AdaptConfig, adapt
+
     t0 = time.perf_counter()
     data_dir = Path(tempfile.mkdtemp(prefix="tlzoo-demo-"))
     data = write_opacity_npz(data_dir / "opacity_scans.npz", n_train=300, n_val=100, n_test=200, size=64)

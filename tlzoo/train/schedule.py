@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
-
-import keras
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlzoo.errors import ConfigError
 from tlzoo.zoo.spec import LayerGroup
+
+if TYPE_CHECKING:  # Keras is imported where a schedule meets a model: plugins declare schedules without it
+    import keras
 
 SCHEDULE_KINDS = ("feature_extraction", "top", "full", "gradual", "fine_tune")
 
@@ -201,6 +202,8 @@ class FreezeSchedule:
 
 
 def _is_batchnorm(layer: keras.layers.Layer) -> bool:
+    import keras
+
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
@@ -243,7 +246,7 @@ def _apply_to_members(
 ) -> None:
     """A layer holding a whole network (TF-Hub): freeze and scale variable by variable, since
     its groups are variable names. Batch-norm variables follow the same rule as BN layers."""
-    from tlzoo.zoo.hub import is_batchnorm_variable
+    from tlzoo.zoo.hub_catalogue import is_batchnorm_variable
 
     members = layer.member_variables()
     train_names = {
@@ -280,6 +283,8 @@ class LayerwiseLearningRate:
     initial_lr_scale: float = 1.0  # the value ``lr_scale`` starts at when the optimizer is built
 
     def build(self, variables: list[Any]) -> None:  # type: ignore[override]
+        import keras
+
         super().build(variables)  # type: ignore[misc]
         table = getattr(self, "lr_multipliers", {}) or {}
         self._lr_multiplier_list = [float(table.get(v.path, 1.0)) for v in variables]
@@ -289,6 +294,8 @@ class LayerwiseLearningRate:
                                           name="lr_scale")
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> Any:
+        import keras
+
         mult = self._lr_multiplier_list[self._get_variable_index(variable)]  # type: ignore[attr-defined]
         if mult != 1.0:
             learning_rate = learning_rate * mult
@@ -319,7 +326,7 @@ def _check_layerwise(optimizer: Any) -> None:
                           "tlzoo.train.schedule.make_optimizer")
 
 
-_OPTIMIZERS = {"adamw": keras.optimizers.AdamW, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+_OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}  # name -> keras.optimizers class
 _LAYERWISE_CLASSES: dict[str, type] = {}
 
 
@@ -330,9 +337,11 @@ def make_optimizer(
     **kwargs: Any,
 ) -> keras.optimizers.Optimizer:
     """An optimizer (``adamw``, ``adam``, ``sgd``) with per-variable learning-rate multipliers."""
+    import keras
+
     if name not in _OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(_OPTIMIZERS)}")
-    base = _OPTIMIZERS[name]
+    base = getattr(keras.optimizers, _OPTIMIZERS[name])
     cls = _LAYERWISE_CLASSES.setdefault(
         name, type(f"Layerwise{base.__name__}", (LayerwiseLearningRate, base), {})
     )
@@ -343,6 +352,8 @@ def make_optimizer(
 
 def stage_learning_rate(stage: Stage, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The stage's learning rate over its steps: constant, or cosine decay after a linear warm-up."""
+    import keras
+
     total = max(1, stage.epochs * steps_per_epoch)
     if stage.schedule == "constant":
         return stage.learning_rate

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
-
-import keras
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlzoo.errors import ConfigError
 from tlzoo.registry import Registry
@@ -17,6 +15,9 @@ from tlzoo.zoo.spec import (
 )
 from tlzoo.zoo.weights import ResolvedWeights, resolve_explicit, routed_keras_downloads
 
+if TYPE_CHECKING:
+    import keras
+
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 
 
@@ -28,7 +29,7 @@ def register_backbone(spec: BackboneSpec, *, replace: bool = False) -> BackboneS
 def get_backbone_spec(name: str) -> BackboneSpec:
     """A registered backbone, or ``hub:<TF-Hub handle, URL or SavedModel directory>``."""
     if name.startswith("hub:"):
-        from tlzoo.zoo.hub import spec_for_ref
+        from tlzoo.zoo.hub_catalogue import spec_for_ref
 
         return spec_for_ref(name)
     _load_catalog()
@@ -141,12 +142,13 @@ _catalog_loaded = False
 
 
 def _load_catalog() -> None:
-    """Import the built-in catalogues once (kept lazy so ``import tlzoo`` stays light)."""
+    """Import the built-in catalogues once (kept lazy so ``import tlzoo`` stays light). The
+    catalogues name their builders by dotted path: listing them does not import Keras."""
     global _catalog_loaded
     if not _catalog_loaded:
         _catalog_loaded = True
         from tlzoo.zoo import keras_apps, scratch, timeseries  # noqa: F401  (register on import)
-        from tlzoo.zoo.hub import catalogue_specs
+        from tlzoo.zoo.hub_catalogue import catalogue_specs
 
         for hub_spec in catalogue_specs():
             register_backbone(hub_spec, replace=True)

@@ -16,16 +16,15 @@ hold across the catalogue:
   ``conv_7b``) is its own group, ``final`` (``post`` for ResNetV2, after Keras' own names).
 
 Keras 3.15 has no RegNet (only ``tf_keras``, i.e. Keras 2, has it), so none is registered here.
+
+Builders and ``preprocess_input`` functions are named by dotted path and imported when a backbone
+is built: listing the catalogue does not import Keras.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
-import keras
+from typing import Any
 
 from tlzoo.zoo.spec import BackboneSpec, WeightsInfo
-
-A = keras.applications
 
 IMAGENET_1K = "ImageNet-1k"
 
@@ -44,7 +43,7 @@ TF_SLIM = _imagenet(
 def _register(
     name: str,
     family: str,
-    builder: Callable[..., keras.Model],
+    builder: str,  # dotted path of the keras.applications constructor
     preprocess_module: str,
     *,
     weights: WeightsInfo,
@@ -52,14 +51,14 @@ def _register(
 ) -> None:
     from tlzoo.zoo import register_backbone
 
-    module = getattr(keras.applications, preprocess_module)
+    preprocess = f"keras.applications.{preprocess_module}.preprocess_input"
     register_backbone(
         BackboneSpec(
             name=name,
             family=family,
             builder=builder,
-            preprocess=module.preprocess_input,
-            preprocess_name=f"keras.applications.{preprocess_module}.preprocess_input",
+            preprocess=preprocess,
+            preprocess_name=preprocess,
             weights=(weights,),
             **fields,
         )
@@ -75,11 +74,11 @@ _CONVNEXT_RULES = (
     (r"^layer_normalization(?:_\d+)?$", "final"),
 )
 for _variant, _builder, _dim, _params, _dataset in [
-    ("tiny", A.ConvNeXtTiny, 768, 27820128, IMAGENET_1K),
-    ("small", A.ConvNeXtSmall, 768, 49454688, IMAGENET_1K),
-    ("base", A.ConvNeXtBase, 1024, 87566464, "ImageNet-21k, fine-tuned on ImageNet-1k"),
-    ("large", A.ConvNeXtLarge, 1536, 196230336, "ImageNet-21k, fine-tuned on ImageNet-1k"),
-    ("xlarge", A.ConvNeXtXLarge, 2048, 348147968, "ImageNet-21k, fine-tuned on ImageNet-1k"),
+    ("tiny", "keras.applications.ConvNeXtTiny", 768, 27820128, IMAGENET_1K),
+    ("small", "keras.applications.ConvNeXtSmall", 768, 49454688, IMAGENET_1K),
+    ("base", "keras.applications.ConvNeXtBase", 1024, 87566464, "ImageNet-21k, fine-tuned on ImageNet-1k"),
+    ("large", "keras.applications.ConvNeXtLarge", 1536, 196230336, "ImageNet-21k, fine-tuned on ImageNet-1k"),
+    ("xlarge", "keras.applications.ConvNeXtXLarge", 2048, 348147968, "ImageNet-21k, fine-tuned on ImageNet-1k"),
 ]:
     _register(
         f"convnext_{_variant}",
@@ -106,9 +105,9 @@ _DENSENET_RULES = (
     (r"^(?:bn|relu)$", "final"),
 )
 for _depth, _builder, _dim, _params in [
-    (121, A.DenseNet121, 1024, 7037504),
-    (169, A.DenseNet169, 1664, 12642880),
-    (201, A.DenseNet201, 1920, 18321984),
+    (121, "keras.applications.DenseNet121", 1024, 7037504),
+    (169, "keras.applications.DenseNet169", 1664, 12642880),
+    (201, "keras.applications.DenseNet201", 1920, 18321984),
 ]:
     _register(
         f"densenet{_depth}",
@@ -128,14 +127,14 @@ for _depth, _builder, _dim, _params in [
 # --- EfficientNet B0-B7 and EfficientNetV2 (preprocessing inside the model) -------------------
 _EFFICIENTNET_RULES = ((r"^(block\d+[a-z]+)_", "{1}"), (r"^top_", "final"))
 for _variant, _builder, _size, _dim, _params in [
-    ("b0", A.EfficientNetB0, 224, 1280, 4049571),
-    ("b1", A.EfficientNetB1, 240, 1280, 6575239),
-    ("b2", A.EfficientNetB2, 260, 1408, 7768569),
-    ("b3", A.EfficientNetB3, 300, 1536, 10783535),
-    ("b4", A.EfficientNetB4, 380, 1792, 17673823),
-    ("b5", A.EfficientNetB5, 456, 2048, 28513527),
-    ("b6", A.EfficientNetB6, 528, 2304, 40960143),
-    ("b7", A.EfficientNetB7, 600, 2560, 64097687),
+    ("b0", "keras.applications.EfficientNetB0", 224, 1280, 4049571),
+    ("b1", "keras.applications.EfficientNetB1", 240, 1280, 6575239),
+    ("b2", "keras.applications.EfficientNetB2", 260, 1408, 7768569),
+    ("b3", "keras.applications.EfficientNetB3", 300, 1536, 10783535),
+    ("b4", "keras.applications.EfficientNetB4", 380, 1792, 17673823),
+    ("b5", "keras.applications.EfficientNetB5", 456, 2048, 28513527),
+    ("b6", "keras.applications.EfficientNetB6", 528, 2304, 40960143),
+    ("b7", "keras.applications.EfficientNetB7", 600, 2560, 64097687),
 ]:
     _register(
         f"efficientnet_{_variant}",
@@ -154,13 +153,13 @@ for _variant, _builder, _size, _dim, _params in [
     )
 
 for _variant, _builder, _size, _dim, _params in [
-    ("b0", A.EfficientNetV2B0, 224, 1280, 5919312),
-    ("b1", A.EfficientNetV2B1, 240, 1280, 6931124),
-    ("b2", A.EfficientNetV2B2, 260, 1408, 8769374),
-    ("b3", A.EfficientNetV2B3, 300, 1536, 12930622),
-    ("s", A.EfficientNetV2S, 384, 1280, 20331360),
-    ("m", A.EfficientNetV2M, 480, 1280, 53150388),
-    ("l", A.EfficientNetV2L, 480, 1280, 117746848),
+    ("b0", "keras.applications.EfficientNetV2B0", 224, 1280, 5919312),
+    ("b1", "keras.applications.EfficientNetV2B1", 240, 1280, 6931124),
+    ("b2", "keras.applications.EfficientNetV2B2", 260, 1408, 8769374),
+    ("b3", "keras.applications.EfficientNetV2B3", 300, 1536, 12930622),
+    ("s", "keras.applications.EfficientNetV2S", 384, 1280, 20331360),
+    ("m", "keras.applications.EfficientNetV2M", 480, 1280, 53150388),
+    ("l", "keras.applications.EfficientNetV2L", 480, 1280, 117746848),
 ]:
     _register(
         f"efficientnet_v2_{_variant}",
@@ -210,7 +209,7 @@ def _inception_resnet_rules() -> tuple[tuple[str, str], ...]:
 _register(
     "inception_v3",
     "inception_v3",
-    A.InceptionV3,
+    "keras.applications.InceptionV3",
     "inception_v3",
     weights=TF_SLIM,
     default_size=299,
@@ -223,7 +222,7 @@ _register(
 _register(
     "inception_resnet_v2",
     "inception_resnet_v2",
-    A.InceptionResNetV2,
+    "keras.applications.InceptionResNetV2",
     "inception_resnet_v2",
     weights=TF_SLIM,
     default_size=299,
@@ -246,7 +245,7 @@ for _alpha, _suffix, _dim, _params in [
     _register(
         f"mobilenet{_suffix}",
         "mobilenet",
-        A.MobileNet,
+        "keras.applications.MobileNet",
         "mobilenet",
         weights=TF_SLIM,
         builder_kwargs={"alpha": _alpha},
@@ -270,7 +269,7 @@ for _alpha, _suffix, _dim, _params in [
     _register(
         f"mobilenet_v2{_suffix}",
         "mobilenet_v2",
-        A.MobileNetV2,
+        "keras.applications.MobileNetV2",
         "mobilenet_v2",
         weights=TF_SLIM,
         builder_kwargs={"alpha": _alpha},
@@ -291,8 +290,8 @@ for _alpha, _suffix, _dim, _params in [
 # (With include_preprocessing=False the model would expect [-1, 1] and the pass-through would
 # silently feed it unscaled pixels.) Weights are one 224 file whatever the input size.
 for _size_name, _builder, _dim, _params in [
-    ("small", A.MobileNetV3Small, 576, 939120),
-    ("large", A.MobileNetV3Large, 960, 2996352),
+    ("small", "keras.applications.MobileNetV3Small", 576, 939120),
+    ("large", "keras.applications.MobileNetV3Large", 960, 2996352),
 ]:
     _register(
         f"mobilenet_v3_{_size_name}",
@@ -326,8 +325,8 @@ _NASNET_RULES = (
     (_NASNET_CELL + r"_(\d+)$", "cell_{1}"),
 )
 for _variant, _builder, _size, _dim, _params in [
-    ("mobile", A.NASNetMobile, 224, 1056, 4269716),
-    ("large", A.NASNetLarge, 331, 4032, 84916818),
+    ("mobile", "keras.applications.NASNetMobile", 224, 1056, 4269716),
+    ("large", "keras.applications.NASNetLarge", 331, 4032, 84916818),
 ]:
     _register(
         f"nasnet_{_variant}",
@@ -345,9 +344,9 @@ for _variant, _builder, _size, _dim, _params in [
 
 # --- ResNet v1 / v2 ---------------------------------------------------------------------------
 for _depth, _builder, _params in [
-    (50, A.ResNet50, 23587712),
-    (101, A.ResNet101, 42658176),
-    (152, A.ResNet152, 58370944),
+    (50, "keras.applications.ResNet50", 23587712),
+    (101, "keras.applications.ResNet101", 42658176),
+    (152, "keras.applications.ResNet152", 58370944),
 ]:
     _register(
         f"resnet{_depth}",
@@ -364,9 +363,9 @@ for _depth, _builder, _params in [
     )
 
 for _depth, _builder, _params in [
-    (50, A.ResNet50V2, 23564800),
-    (101, A.ResNet101V2, 42626560),
-    (152, A.ResNet152V2, 58331648),
+    (50, "keras.applications.ResNet50V2", 23564800),
+    (101, "keras.applications.ResNet101V2", 42626560),
+    (152, "keras.applications.ResNet152V2", 58331648),
 ]:
     _register(
         f"resnet{_depth}_v2",
@@ -389,7 +388,10 @@ for _depth, _builder, _params in [
     )
 
 # --- VGG, Xception ----------------------------------------------------------------------------
-for _depth, _builder, _params in [(16, A.VGG16, 14714688), (19, A.VGG19, 20024384)]:
+for _depth, _builder, _params in [
+    (16, "keras.applications.VGG16", 14714688),
+    (19, "keras.applications.VGG19", 20024384),
+]:
     _register(
         f"vgg{_depth}",
         "vgg",
@@ -409,7 +411,7 @@ for _depth, _builder, _params in [(16, A.VGG16, 14714688), (19, A.VGG19, 2002438
 _register(
     "xception",
     "xception",
-    A.Xception,
+    "keras.applications.Xception",
     "xception",
     weights=_imagenet("MIT", "trained by the Keras team (keras-team/keras-applications)"),
     default_size=299,

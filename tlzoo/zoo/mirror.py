@@ -65,7 +65,7 @@ def entry_for(name: str) -> WeightsEntry:
     pins = _pins()
     handle = _hub_handle(spec)
     if handle is not None:
-        from tlzoo.zoo.hub import HUB_SUBDIR, cache_key, local_candidates
+        from tlzoo.zoo.hub_catalogue import HUB_SUBDIR, cache_key, local_candidates
 
         key = f"{HUB_SUBDIR}/{cache_key(handle)}"
         entry = WeightsEntry(name, "hub-savedmodel", handle, handle, pin=pins.get(key), pin_key=key)

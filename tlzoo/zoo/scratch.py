@@ -1,11 +1,12 @@
 """Small CNNs without pretrained weights: the from-scratch baselines transfer must beat."""
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-import keras
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlzoo.zoo.spec import BackboneSpec
+
+if TYPE_CHECKING:
+    import keras
 
 
 def small_cnn(
@@ -16,6 +17,8 @@ def small_cnn(
 
     Same keyword interface as ``keras.applications`` builders, so the zoo builds it alike.
     """
+    import keras
+
     inputs = keras.Input(shape=tuple(input_shape or (64, 64, 3)))
     x = inputs
     for b in range(1, blocks + 1):

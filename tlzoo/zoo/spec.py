@@ -6,13 +6,51 @@ rates both read them, so they never disagree about what "the top 3 blocks" means
 """
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
 STEM = "stem"
+
+
+def import_object(dotted: str) -> Any:
+    """The object a dotted path names: ``"keras.applications.MobileNetV2"``,
+    ``"keras.applications.mobilenet_v2.preprocess_input"``."""
+    module, _, attr = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"cannot import {dotted!r}: {exc}") from exc
+
+
+class _ImportedOnUse:
+    """A dataclass field that may hold a dotted path instead of the object: reading the field
+    imports the object once. The catalogue names its builders this way, so that listing
+    backbones (names, sizes, weights, licences) does not import Keras."""
+
+    def __init__(self, default: Any = None, *, required: bool = False) -> None:
+        self._default, self._required = default, required
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_value"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            if self._required:  # dataclasses read the class attribute as the default: none
+                raise AttributeError(self._slot)
+            return self._default
+        value = obj.__dict__[self._slot]
+        if isinstance(value, str):
+            value = import_object(value)
+            obj.__dict__[self._slot] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self._slot] = value
 
 
 @dataclass(frozen=True)
@@ -39,11 +77,13 @@ class BackboneSpec:
 
     name: str
     family: str
-    builder: Callable[..., keras.Model]
+    # a callable, or the dotted path of one (imported when first used)
+    builder: Callable[..., keras.Model] = _ImportedOnUse(required=True)  # type: ignore[assignment]
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     default_size: int = 224
     min_size: int = 32
-    preprocess: Callable[[Any], Any] | None = None  # the family's preprocess_input
+    # the family's preprocess_input: a callable, its dotted path, or None
+    preprocess: Callable[[Any], Any] | None = _ImportedOnUse(None)  # type: ignore[assignment]
     preprocess_name: str = ""  # dotted import path of ``preprocess``, for the run config
     feature_dim: int = 0
     num_params: int = 0  # without the classification top
@@ -111,6 +151,8 @@ def assign_groups(layer_names: Sequence[str], rules: Sequence[tuple[str, str]]) 
 def group_members(backbone: keras.Model) -> list[str]:
     """What group rules match, bottom to top: layer names, except that a layer holding a whole
     network (a TF-Hub SavedModel) contributes its variable names (its ``group_members()``)."""
+    import keras
+
     names: list[str] = []
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.InputLayer):

@@ -12,12 +12,13 @@ import datetime
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import keras
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tlzoo.errors import ConfigError, WeightsError
 from tlzoo.zoo.spec import BackboneSpec, WeightsInfo
+
+if TYPE_CHECKING:
+    import keras
 
 MODALITY = "timeseries"
 LOCAL_WEIGHTS = "pretrained"  # the weights name of every local zoo entry
@@ -26,6 +27,8 @@ WEIGHTS_FILE = "backbone.weights.h5"
 
 
 def _input(input_shape: Sequence[int | None] | None) -> Any:
+    import keras
+
     shape = tuple(input_shape or (None, 1))
     if len(shape) != 2:
         raise ConfigError(f"time-series backbones take input_shape (time, channels), got {shape}")
@@ -33,12 +36,16 @@ def _input(input_shape: Sequence[int | None] | None) -> Any:
 
 
 def _conv_bn_relu(x: Any, filters: int, kernel: int, name: str) -> Any:
+    import keras
+
     x = keras.layers.Conv1D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def _finish(inputs: Any, x: Any, name: str, weights: str | None) -> keras.Model:
+    import keras
+
     model = keras.Model(inputs, x, name=name)
     if weights is not None:
         model.load_weights(weights)
@@ -58,6 +65,8 @@ def fcn(include_top: bool = False, weights: str | None = None, input_shape: Sequ
 def resnet(include_top: bool = False, weights: str | None = None, input_shape: Sequence[int | None] | None = None,
            filters: Sequence[int] = (64, 128, 128), **_: Any) -> keras.Model:
     """ResNet for time series (Wang et al. 2017): three residual blocks of conv 8/5/3."""
+    import keras
+
     inputs = _input(input_shape)
     x = inputs
     for b, f in enumerate(filters, start=1):
@@ -73,6 +82,8 @@ def resnet(include_top: bool = False, weights: str | None = None, input_shape: S
 
 
 def _inception_module(x: Any, filters: int, kernels: Sequence[int], name: str) -> Any:
+    import keras
+
     bottleneck = x
     if x.shape[-1] > 1:
         bottleneck = keras.layers.Conv1D(filters, 1, padding="same", use_bias=False, name=f"{name}_bottleneck")(x)
@@ -89,6 +100,8 @@ def inception_time(include_top: bool = False, weights: str | None = None,
                    input_shape: Sequence[int | None] | None = None, depth: int = 6, filters: int = 32,
                    kernels: Sequence[int] = (10, 20, 40), **_: Any) -> keras.Model:
     """InceptionTime (Fawaz et al. 2020): ``depth`` inception modules, a residual every third."""
+    import keras
+
     inputs = _input(input_shape)
     x = res = inputs
     for d in range(1, depth + 1):
@@ -106,6 +119,8 @@ def transformer(include_top: bool = False, weights: str | None = None,
                 layers: int = 2, ffn: int = 128, **_: Any) -> keras.Model:
     """A small pre-norm Transformer encoder. Position comes from a depthwise convolution over time
     (a conditional positional encoding), which works at any length without a table of positions."""
+    import keras
+
     inputs = _input(input_shape)
     x = keras.layers.Dense(dim, name="stem_proj")(inputs)
     x = keras.layers.Add(name="stem_add")([x, keras.layers.DepthwiseConv1D(3, padding="same", name="stem_pos")(x)])

@@ -1,0 +1,78 @@
+"""``tlzoo export`` and ``tlzoo verify``: deployment formats with parity, and their re-check."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tlzoo.cli.common import check_exists
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("export", help="export a run to SavedModel / ONNX / TFLite, verified for parity, with a model card")
+    p.add_argument("run_dir")
+    p.add_argument("--format", nargs="+", default=["savedmodel", "onnx", "tflite"], metavar="FORMAT",
+                   help="savedmodel onnx tflite tflite_int8 (default: savedmodel onnx tflite)")
+    p.add_argument("--out", help="export directory (default: RUN_DIR-export)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--data", help="where the run's data lives now, if it moved")
+    p.add_argument("--heldout", type=int, default=64, help="held-out test images in the parity check (default 64)")
+    p.add_argument("--samples", type=int, default=16, help="test images stored for `tlzoo verify` (default 16)")
+    p.add_argument("--no-test-metrics", action="store_true", help="skip recomputing test metrics from each format")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+    p = subparsers.add_parser("verify", help="re-check an export's hashes and parity")
+    p.add_argument("export_dir")
+    p.add_argument("--hashes-only", action="store_true", help="check sha256 hashes only, not parity")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_verify)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    check_exists(args.run_dir, "run directory")
+
+    from tlzoo.deploy.export import export
+
+    result = export(args.run_dir, formats=args.format, out=args.out, overwrite=args.overwrite, opset=args.opset,
+                    data=args.data, heldout=args.heldout, samples=args.samples,
+                    test_metrics=not args.no_test_metrics, verbose=1)
+    if args.json:
+        print(json.dumps({"out": str(result.out), "parity": result.parity, "test_metrics": result.test_metrics},
+                         indent=2, default=str))
+        return 0
+    print_parity(result.parity, "parity with the Keras model")
+    run_metrics = result.test_metrics.get("run", {})
+    for key in ("roc_auc", "accuracy"):
+        if key in run_metrics:
+            figures = ", ".join(f"{name} {m[key]:.4f}" for name, m in result.test_metrics.items() if key in m)
+            print(f"test {key}: {figures}")
+            break
+    print(f"export directory: {result.out}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    check_exists(args.export_dir, "export directory")
+
+    from tlzoo.deploy.export import verify
+
+    report = verify(args.export_dir, parity=not args.hashes_only)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"{report['files_checked']} files match manifest.json")
+    if "parity" in report:
+        print_parity(report["parity"], "parity with the stored Keras outputs")
+    print(f"{args.export_dir}: verified")
+    return 0
+
+
+def print_parity(parity: dict[str, Any], title: str) -> None:
+    print(title + ":")
+    for name, s in parity.items():
+        bound = ", ".join(f"{k} <= {v:g}" for k, v in s["bounds"].items())
+        print(f"  {name:12} max abs diff {s['max_abs_diff']:.3g}  mean {s['mean_abs_diff']:.3g}  "
+              f"label agreement {s['agreement']:.1%}  over {s['n']} inputs  ({bound}: {'ok' if s['passed'] else 'FAILED'})")
