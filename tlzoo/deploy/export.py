@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from tlzoo._version import __version__
+from tlzoo.compat import functional_input_structure, patch_tf2onnx
 from tlzoo.data import is_lazy
 from tlzoo.deploy.manifest import check_manifest, write_manifest
 from tlzoo.errors import (
@@ -225,7 +226,7 @@ def split_outputs(out: Any) -> tuple[Any, dict[str, Any]]:
 
 def model_inputs(model: Any, x: Any) -> Any:
     """``x`` in the structure the functional model was built with (a list of one, usually)."""
-    return [x] if isinstance(getattr(model, "_inputs_struct", None), list) else x
+    return [x] if isinstance(functional_input_structure(model), list) else x
 
 
 def serving_function(model: Any, contract: Contract) -> Any:
@@ -283,10 +284,7 @@ class _Tf2onnxLog(logging.Handler):
 
 
 def _patch_tf2onnx() -> None:
-    try:  # Keras' own compatibility patch of tf2onnx for numpy 2 (what Model.export(format="onnx") runs)
-        from keras.src.export.tf2onnx_lib import patch_tf2onnx
-    except ImportError:
-        return
+    # Keras' own compatibility patch of tf2onnx for numpy 2 (what Model.export(format="onnx") runs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         patch_tf2onnx()

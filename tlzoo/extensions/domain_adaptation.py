@@ -200,7 +200,8 @@ class AdaptationTrainer(keras.Model):
 
     def train_step(self, data: Any) -> dict[str, Any]:
         import tensorflow as tf
-        from keras.src.losses import loss as loss_module
+
+        from tlzoo.compat import compute_loss, loss_tracker, unscale_loss_for_distribution
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         xs, xt = (x[0], x[1]) if isinstance(x, (tuple, list)) else (x, None)
@@ -213,7 +214,7 @@ class AdaptationTrainer(keras.Model):
                 ft = self.features(xt, training=True)
             else:
                 y_pred = self.net(xs, training=True)
-            total = self._compute_loss(x=xs, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            total = compute_loss(self, x=xs, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             if self.method == "coral":
                 values["coral_loss"] = coral_loss(fs, ft)
                 total = total + self.da_weight * values["coral_loss"]
@@ -224,7 +225,7 @@ class AdaptationTrainer(keras.Model):
             if self.l2sp_alpha is not None:
                 values["l2sp"] = self.l2sp_term()
                 total = total + values["l2sp"]
-            self._loss_tracker.update_state(loss_module.unscale_loss_for_distribution(total),
+            loss_tracker(self).update_state(unscale_loss_for_distribution(total),
                                             sample_weight=tf.shape(xs)[0])
             scaled = self.optimizer.scale_loss(total)
         variables = self.trainable_variables

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import keras
 
+from tlzoo.compat import last_call_node
 from tlzoo.model.layers import BackbonePreprocess
 from tlzoo.zoo.spec import BackboneSpec
 
@@ -55,7 +56,7 @@ def backbone_call(backbone: keras.Model) -> tuple[Any, Any]:
     """(input, output) tensors of the backbone's call inside the adapted model's graph, e.g. to cut
     the model into raw input -> backbone input and backbone output -> head. Keras has no public
     handle on a nested model's call site: it is the backbone's last inbound node."""
-    node = backbone._inbound_nodes[-1]
+    node = last_call_node(backbone)
     return node.input_tensors[0], node.output_tensors[0]
 
 

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from tlzoo.compat import optimizer_variable_index
 from tlzoo.errors import ConfigError
 from tlzoo.zoo.spec import LayerGroup
 
@@ -296,7 +297,7 @@ class LayerwiseLearningRate:
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> Any:
         import keras
 
-        mult = self._lr_multiplier_list[self._get_variable_index(variable)]  # type: ignore[attr-defined]
+        mult = self._lr_multiplier_list[optimizer_variable_index(self, variable)]
         if mult != 1.0:
             learning_rate = learning_rate * mult
         scale = keras.ops.cast(self.lr_scale, keras.backend.standardize_dtype(learning_rate.dtype))

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import keras
 
+from tlzoo.compat import adopt_variable, flatten_layers, function_has_argument, track_variable
 from tlzoo.errors import ConfigError, WeightsError
 from tlzoo.zoo.hub_catalogue import (  # noqa: F401  (the names older code imports from here)
     CATALOGUE,
@@ -52,12 +53,6 @@ def load_savedmodel(path: Path, handle: str) -> Any:
         raise WeightsError(f"hub backbone {handle!r}: cannot load the SavedModel at {path}: {type(exc).__name__}: {exc}") from None
 
 
-def _has_training_argument(fn: Any) -> bool:
-    spec = getattr(fn, "function_spec", None) or getattr(fn, "_function_spec", None)
-    argspec = getattr(spec, "fullargspec", None)
-    return bool(argspec) and ("training" in argspec.args or "training" in argspec.kwonlyargs)
-
-
 def _input_specs(fn: Any) -> list[Any]:
     """TensorSpecs of the first positional input of each traced concrete function."""
     specs = []
@@ -67,14 +62,6 @@ def _input_specs(fn: Any) -> list[Any]:
         if hasattr(first, "shape"):
             specs.append(first)
     return specs
-
-
-class _AdoptedVariable(keras.Variable):
-    """A Keras variable whose storage is an existing ``tf.Variable`` (the TF backend keeps a
-    ``tf.Variable`` given to ``_initialize`` as is, instead of copying it)."""
-
-    def _initialize(self, value: Any) -> None:
-        super()._initialize(value() if callable(value) else value)
 
 
 @keras.saving.register_keras_serializable(package="tlzoo")
@@ -95,7 +82,7 @@ class HubLayer(keras.layers.Layer):
         self.savedmodel_dir = path
         self._loaded = load_savedmodel(path, handle)
         self._func, self._signature_mode = self._pick_function(self._loaded)
-        self._has_training = (not self._signature_mode) and _has_training_argument(self._func)
+        self._has_training = (not self._signature_mode) and function_has_argument(self._func, "training")
         self.batchnorm_training = False
         # The reusable format lists what may train; other SavedModels only have the variables' own flag.
         listed = getattr(self._loaded, "trainable_variables", None)
@@ -106,14 +93,13 @@ class HubLayer(keras.layers.Layer):
                 base = member = tf_var.name.split(":")[0]
                 while member in self._members:  # some exporters reuse names; keep each variable addressable
                     member = f"{base}_{len(self._members)}"
-                kv = _AdoptedVariable(
-                    initializer=lambda shape=None, dtype=None, v=tf_var: v, shape=tuple(tf_var.shape),
-                    dtype=tf_var.dtype.name,
+                kv = adopt_variable(  # the SavedModel's own variable, not a copy
+                    tf_var,
                     trainable=tf_var.trainable and (trainable_refs is None or tf_var.ref() in trainable_refs),
                     name=member.replace("/", "."),
                 )
                 kv.trainable_by_default = kv.trainable  # what the SavedModel lets train
-                self._track_variable(kv)
+                track_variable(self, kv)
                 self._members[member] = kv
         self.built = True
 
@@ -203,11 +189,7 @@ def build_hub_model(handle: str, input_shape: Sequence[int | None] | None) -> ke
 
 
 def find_hub_layers(model: keras.Model) -> list[HubLayer]:
-    found = []
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, HubLayer):
-            found.append(layer)
-    return found
+    return [layer for layer in flatten_layers(model) if isinstance(layer, HubLayer)]
 
 
 def build_hub_backbone(spec: BackboneSpec, weights: Any, shape: Sequence[int | None]) -> tuple[keras.Model, ResolvedWeights]:

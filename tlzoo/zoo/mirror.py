@@ -226,10 +226,10 @@ def fetch_weights(backbone: str, *, sha256: str | None = None, overwrite: bool =
 
                 downloaded = Path(hub.resolve(entry.needs))
             else:
-                from keras.src.utils import file_utils
+                import keras
 
                 _, origin, keras_hash = KERAS_WEIGHT_FILES[backbone]
-                downloaded = Path(file_utils.get_file(entry.needs, origin, file_hash=keras_hash,
+                downloaded = Path(keras.utils.get_file(entry.needs, origin, file_hash=keras_hash,
                                                       cache_subdir="models", cache_dir=tmp))
         except Exception as exc:  # network errors come in many types
             raise WeightsError(f"cannot fetch {backbone!r} from {entry.origin}: {type(exc).__name__}: "

@@ -9,7 +9,7 @@ Order, for a named set of weights such as ``"imagenet"``:
 If none works, a ``WeightsError`` names the file needed and how to provide it: tlzoo never
 falls back to random weights.
 
-Keras applications fetch their files through ``keras.src.utils.file_utils.get_file``;
+Keras applications fetch their files through Keras' private ``file_utils.get_file``;
 while a backbone is built, that call is routed through this chain, so the exact file names
 and URLs stay Keras' own for every family.
 """
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from tlzoo.compat import keras_file_utils, save_weights_to_hdf5_group
 from tlzoo.errors import WeightsError
 
 ENV_DIR = "TLZOO_WEIGHTS_DIR"
@@ -144,8 +145,7 @@ def routed_keras_downloads(
     records: list[ResolvedWeights], sha256: str | None = None
 ) -> Iterator[None]:
     """Route Keras' weight downloads through ``resolve_named`` while building a backbone."""
-    from keras.src.utils import file_utils
-
+    file_utils = keras_file_utils()
     original = file_utils.get_file
 
     def get_file(fname=None, origin=None, *args: Any, **kwargs: Any):  # Keras' signature
@@ -172,13 +172,12 @@ def save_keras_h5(model: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``model``'s weights in the h5 layout ``keras.applications`` loads (the format of
     the files in Keras' cache), atomically: to a temporary name, then renamed."""
     import h5py
-    from keras.src.legacy.saving import legacy_h5_format
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
-            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+            save_weights_to_hdf5_group(f, model)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
