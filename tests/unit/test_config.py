@@ -157,3 +157,15 @@ def test_gradual_schedule_adjustment_spreads_epochs():
     assert [(s.epochs, s.learning_rate) for s in feature.stages] == [(3, 0.01)]
     with pytest.raises(ConfigError, match="only trains the head: use epochs"):
         FreezeSchedule.feature_extraction().adjusted(head_epochs=2)
+
+
+def test_a_bad_operating_point_is_refused_before_any_data_is_read(tmp_path, capsys):
+    missing_later = tmp_path / "scans.npz"
+    missing_later.write_bytes(b"not an npz: reading it would fail with another error")
+    from tlzoo.cli.main import main
+
+    code = main(["adapt", "--plugin", "medical-imaging", "--data", str(missing_later), "--backbone", "mobilenet_025",
+                 "--target-sensitivity", "1.5", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "threshold='sensitivity:1.5'" in err and "must be in (0, 1], got 1.5" in err
+    assert not (tmp_path / "r").exists()

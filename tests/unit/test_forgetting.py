@@ -74,7 +74,7 @@ def test_lr_scale_takes_effect_inside_the_compiled_train_step(name):
 # --- bad input: one clear error before any training ---------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [
-    ({"forgetting": True, "on_drift": "slow"}, "on_drift must be one of stop, lower_lr, got 'slow'"),
+    ({"forgetting": True, "on_drift": "slow"}, r"on_drift must be one of \['stop', 'lower_lr'\], got 'slow'"),
     ({"forgetting": True, "max_drift": 1.5}, r"max_drift bounds 1 - CKA and must lie in \(0, 1\), got 1.5"),
     ({"forgetting": True, "max_drift": 0}, r"must lie in \(0, 1\), got 0"),
     ({"max_drift": 0.2}, r"max_drift=0.2 needs forgetting tracking: set forgetting=True \(--track-forgetting\)"),

@@ -9,6 +9,7 @@ from typing import Any
 from tlzoo.train.config import FIELDS, SCHEDULE_FLAGS
 
 _TYPES = {"int": int, "float": float, "str": str, "path": str, "data": str}
+_METAVARS = {"int": "N", "float": "X", "str": "NAME", "path": "PATH", "data": "SOURCE"}
 NONE_WORDS = ("none", "None")  # `--weights none`: random initialisation
 
 
@@ -29,13 +30,14 @@ def add_config_flags(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...
         group = groups.get(section) or groups.setdefault(
             section, parser.add_argument_group(f"{section.replace('_', ' ')} ({section}:)"))
         default = f.default if f.default is not None and not callable(f.default) else None
-        help_text = meta["help"] + (f" (default {default})" if default not in (None, False, "") else "")
+        said = "default" in meta["help"]
+        help_text = meta["help"] + (f" (default {default})" if default not in (None, False, "") and not said else "")
         if meta["kind"] == "bool":
             group.add_argument(flag_name(name), dest=name, action="store_const", const=True, default=None,
                                help=help_text)
             continue
         group.add_argument(flag_name(name), dest=name, type=_TYPES[meta["kind"]], choices=meta["choices"],
-                           default=None, help=help_text, metavar=None if meta["choices"] else name.split("_")[-1].upper())
+                           default=None, help=help_text, metavar=None if meta["choices"] else _METAVARS[meta["kind"]])
     group = groups.get("training") or parser.add_argument_group("training (training:)")
     for name, (kind, help_text) in SCHEDULE_FLAGS.items():
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=_TYPES.get(kind, str), default=None,

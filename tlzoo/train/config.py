@@ -62,14 +62,14 @@ class AdaptConfig:
     data: Any = setting(None, "data", "source", "data",
                         ".npz, folder of class folders (optionally under train/val/test), label table (.csv/.tsv), "
                         "or tfds:NAME; in Python also arrays, a DataFrame or a tf.data.Dataset")
-    out: str | None = setting(None, "output", "dir", "path", "run directory (default runs/PLUGIN-BACKBONE-TIME)")
+    out: str | None = setting(None, "output", "dir", "path", "run directory to write (default runs/PLUGIN-BACKBONE-TIME)")
     data_options: dict[str, Any] = setting(None, "data", "options", "dict",
                                            "how files are read (tlzoo.data.DataOptions)", flag=None, factory=dict)
-    backbone: str | None = setting(None, "model", "backbone", "str", "backbone (default: the plugin's)")
+    backbone: str | None = setting(None, "model", "backbone", "str", "backbone (default: the plugin's; see `tlzoo backbones`)")
     weights: str | None = setting("imagenet", "model", "weights", "str",
-                                  "pretrained weights: a named set, a file, or none (random init)")
+                                  "'imagenet' (default), a weights file, or 'none' (random init)")
     weights_sha256: str | None = setting(None, "model", "weights_sha256", "str",
-                                         "expected sha256 of the weights file")
+                                         "pin: the weights file's expected sha256")
     input_size: int | None = setting(None, "model", "input_size", "int",
                                      "input size (default: the plugin's, else the backbone's)", low=1)
     schedule: dict[str, Any] | None = setting(None, "training", "schedule", "schedule",
@@ -77,7 +77,7 @@ class AdaptConfig:
                                               "a kind, adjustments to the plugin's default schedule", flag=None)
     batch_size: int = setting(32, "training", "batch_size", "int", "batch size", low=1)
     label_fraction: float | None = setting(None, "data", "label_fraction", "float",
-                                           "keep this fraction of the training labels (stratified)",
+                                           "keep this stratified fraction of training labels",
                                            low=0, high=1, low_open=True)
     labels_per_class: int | None = setting(None, "data", "labels_per_class", "int",
                                            "keep this many training labels per class", low=1)
@@ -86,7 +86,7 @@ class AdaptConfig:
                                              factory=dict)
     overwrite: bool = setting(False, "output", "overwrite", "bool", "replace an existing run directory")
     verbose: int = setting(1, "output", "verbose", "int", "0: quiet, 1: progress", low=0, high=2, flag=None)
-    strategy: str = setting("auto", "training", "strategy", "str", "distribution strategy",
+    strategy: str = setting("auto", "training", "strategy", "str", "tf.distribute strategy (auto: multiworker when TF_CONFIG names several workers, mirrored on several GPUs, else one)",
                             choices=("auto", "one", "mirrored", "multiworker"))
     max_samples_seen: int | None = setting(None, "training", "max_samples_seen", "int",
                                            "compute budget: the schedule's epochs shrink to fit it", low=1)
@@ -94,35 +94,38 @@ class AdaptConfig:
                                                  "multi-task heads (tlzoo.model.multitask.TaskSpec entries)", flag=None)
     # ---- extensions: one section each (tlzoo.extensions); the section is written when the extension is on
     intended_use: str | None = setting(None, "licences", "intended_use", "str",
-                                       "refuse weights / data whose licence forbids this use",
+                                       "refuse pretrained weights or data whose licence does not allow this use",
                                        choices=("research", "commercial"))
     data_licence: str | None = setting(None, "licences", "data_licence", "str",
-                                       "the training data's licence (SPDX id), as you know it")
+                                       "the training data's licence (SPDX id, e.g. CC-BY-4.0), for the gate and the model card")
     calibration: str = setting("temperature", "calibration", "method", "str",
-                               "probability calibration fitted on validation, carried into the saved model",
+                               "fit a temperature on the validation split and put it in the model",
                                choices=("temperature", "none"))
     group_by: str | None = setting(None, "subgroups", "group_by", "str",
-                                   "subgroup metrics by an attribute: a data column / .npz key, or brightness")
+                                   "subgroup metrics by a per-sample attribute (a table column, an .npz key such as site, a DICOM field), or derived: brightness, filename_prefix (default: the data's `groups`, if any)")
     max_group_gap: float | None = setting(None, "subgroups", "max_gap", "float",
-                                          "largest acceptable metric gap between groups; beyond it the card warns")
+                                          "largest acceptable gap of a test metric between groups; the model card warns beyond it")
     forgetting: bool = setting(False, "forgetting", "enabled", "bool",
-                               "track backbone drift (CKA) and source-task agreement per epoch",
+                               "per epoch, backbone drift from its pretrained self (linear CKA per layer group on reference images) and source-task agreement: forgetting.json / forgetting.png",
                                flag="--track-forgetting")
     forgetting_reference: int = setting(64, "forgetting", "reference", "int", "reference training images")
     max_drift: float | None = setting(None, "forgetting", "max_drift", "float",
-                                      "bound on max over layer groups of 1 - CKA")
-    on_drift: str = setting("stop", "forgetting", "on_drift", "str", "what passing --max-drift does")
+                                      "bound on the largest per-group drift (1 - CKA), e.g. 0.3; see --on-drift")
+    on_drift: str = setting("stop", "forgetting", "on_drift", "str",
+                            "past --max-drift: stop training (keep the best weights) or halve the learning rate",
+                            choices=("stop", "lower_lr"))
     domain_adaptation: str | None = setting(None, "domain_adaptation", "method", "str",
-                                            "align features with unlabelled target images (coral | dann)")
+                                            "align source and unlabelled target features: Deep CORAL or DANN "
+                                            "(needs --target-data)", choices=("coral", "dann"))
     target_data: str | None = setting(None, "domain_adaptation", "target_data", "path",
                                       "unlabelled target images: .npz with `images`, or a folder")
-    da_weight: float = setting(1.0, "domain_adaptation", "weight", "float", "weight of the CORAL / DANN loss")
+    da_weight: float = setting(1.0, "domain_adaptation", "weight", "float", "weight of the CORAL / domain loss")
     l2sp: float | None = setting(None, "l2sp", "alpha", "float",
-                                 "L2-SP alpha: pull the backbone toward its pretrained weights")
-    l2sp_beta: float = setting(0.0, "l2sp", "beta", "float", "L2-SP beta: plain L2 on the head")
+                                 "L2-SP: penalty alpha/2 ||w - w_pretrained||^2 on the backbone (e.g. 0.01)")
+    l2sp_beta: float = setting(0.0, "l2sp", "beta", "float", "L2-SP: beta/2 ||w||^2 on the head")
     hybrid_source: str | None = setting(None, "hybrid", "source", "path",
-                                        "labelled source-domain data mixed into the training batches")
-    hybrid_ratio: float | None = setting(None, "hybrid", "ratio", "float", "share of source samples per batch (0.5)")
+                                        "labelled source-domain data (same classes) mixed into every training batch")
+    hybrid_ratio: float | None = setting(None, "hybrid", "ratio", "float", "share of source samples per batch, 0..1 (default 0.5)")
     hybrid_ratio_end: float | None = setting(None, "hybrid", "ratio_end", "float",
                                              "anneal the share linearly to this over the stages")
     resume: bool = setting(False, "resume", "enabled", "bool",
