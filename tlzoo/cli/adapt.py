@@ -12,10 +12,10 @@ from tlzoo.cli.common import (
     has_scheme,
     options,
     print_metrics,
-    resolve_data_path,
 )
 from tlzoo.cli.config_flags import add_config_flags, apply_none_words, config_overrides
 from tlzoo.errors import ConfigError, DataError, TlzooError
+from tlzoo.paths import resolve_path
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,7 +74,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
     check_data_source(args.data)
     check_data_source(args.hybrid_source)
     target = args.target_data
-    if target and not has_scheme(target) and not resolve_data_path(target).exists():
+    if target and not has_scheme(target) and not resolve_path(target).exists():
         raise DataError(f"target data {target!r} does not exist (an .npz with 'images', or a folder of images)")
     if args.plugin:
         from tlzoo.plugin import PLUGINS, discover_plugins, get_plugin

@@ -3,11 +3,11 @@ checks (files and run directories exist) that run before a command imports Tenso
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from tlzoo.errors import ConfigError, DataError, TlzooError
+from tlzoo.paths import resolve_path
 
 DATA_HELP = ".npz, folder of class folders (optionally under train/val/test), label table (.csv/.tsv), or tfds:NAME"
 
@@ -74,24 +74,12 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
 # mistyped path answers at once.
 
 
-def resolve_data_path(source: str) -> Path:
-    """The rule of ``tlzoo.data.sources.resolve_path`` (not imported: the data package loads its
-    readers, a quarter of a second): a relative path that does not exist is looked up under
-    ``$TLZOO_DATA_DIR``."""
-    path = Path(source).expanduser()
-    if not path.exists() and not path.is_absolute() and os.environ.get("TLZOO_DATA_DIR"):
-        alt = Path(os.environ["TLZOO_DATA_DIR"]) / source
-        if alt.exists():
-            return alt
-    return path
-
-
 def check_data_source(source: str | None) -> None:
     """A file data source that does not exist: the message ``tlzoo.data.read_source`` gives. Sources
     with a scheme (``tfds:NAME``, ``hub:...``, URLs) are left to their readers."""
     if not source or has_scheme(source):
         return
-    path = resolve_data_path(source)
+    path = resolve_path(source)
     if path.exists():
         return
     if path.suffix == ".npz":

@@ -20,18 +20,9 @@ from tlzoo.data.splits import DataSplits, Split, split_note, split_three
 from tlzoo.data.tables import TABLE_SUFFIXES, frame_rows, read_table, table_splits
 from tlzoo.data.tfds_source import read_tfds
 from tlzoo.errors import DataError
+from tlzoo.paths import resolve_path
 
 TABLE_STEMS = ("labels", "label", "metadata", "annotations", "train", "data", "dataset")
-
-
-def resolve_path(source: str) -> Path:
-    """``source`` as a path; a relative path that does not exist is looked up under ``$TLZOO_DATA_DIR``."""
-    path = Path(source).expanduser()
-    if not path.exists() and not path.is_absolute() and os.environ.get("TLZOO_DATA_DIR"):
-        alt = Path(os.environ["TLZOO_DATA_DIR"]) / source
-        if alt.exists():
-            return alt
-    return path
 
 
 def folder_table(root: Path) -> Path | None:
