@@ -435,7 +435,9 @@ def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
 
 def load_model(path: Path) -> keras.Model:
     """A run's ``model.keras``, loaded with ``safe_mode=True`` (no code from the archive runs).
-    tlzoo's own layers are registered by importing ``tlzoo.model.assemble`` above, TF-Hub's here."""
+    tlzoo's own layers are registered by importing ``tlzoo.model.assemble`` above; TF-Hub's and the anomaly
+    model's here."""
+    import tlzoo.anomaly  # noqa: F401  (registers the anomaly model's layers)
     import tlzoo.zoo.hub  # noqa: F401  (registers HubLayer)
 
     try:
