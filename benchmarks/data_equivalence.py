@@ -8,7 +8,8 @@ lists them in the .npz's order, so its training batches are the .npz's, pixel fo
 tests/unit/test_data_readers.py); the class folders hold them class by class, so the same seed shuffles
 them into other batches: that difference is training-order noise, measured over several seeds.
 
-    python benchmarks/data_equivalence.py [--label-fraction 0.1] [--seeds 0 1 2] [--out benchmarks/results/data_equivalence]
+    python benchmarks/data_equivalence.py [--label-fraction 0.1] [--seeds 0 1 2] \
+        [--out benchmarks/results/data_equivalence]
 
 Writes results.json (test ROC-AUC and accuracy per source and seed, means, the differences to the
 .npz) and results.png.

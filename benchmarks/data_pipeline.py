@@ -634,16 +634,16 @@ def _print_table(s: dict[str, Any], out: Path) -> None:
     print("\njob                   rc   wall s   peak RSS MB  figure")
     for name, j in s["jobs"].items():
         r = j.get("result") or {}
-        fig = {"tlzoo_adapt": lambda: f"epoch 1 {r['epoch_seconds'][0]} s, {r['epoch1_images_per_s']} img/s "
-                                      f"(n_train {r['n_train']})",
-               "keras_baseline": lambda: f"{r['images_per_s_matched']} img/s matched, {r['images_per_s_train_only']} "
-                                         f"train only",
-               "tlzoo_adapt_cache": lambda: f"epochs {r['epoch_seconds']} s, x{r.get('speedup_epoch2')}",
-               "aug_cost": lambda: ", ".join(f"{k}px {v['aug_direct_ms_per_batch']} ms/batch" for k, v in r.items()),
-               "tlzoo_predict": lambda: f"{r['images_per_s_wall']} img/s wall, {r['images_per_s_printed']} printed, "
-                                        f"{r['rows']} rows"}.get(name)
+        fig = {"tlzoo_adapt": lambda r: f"epoch 1 {r['epoch_seconds'][0]} s, {r['epoch1_images_per_s']} img/s "
+                                        f"(n_train {r['n_train']})",
+               "keras_baseline": lambda r: f"{r['images_per_s_matched']} img/s matched, {r['images_per_s_train_only']} "
+                                           f"train only",
+               "tlzoo_adapt_cache": lambda r: f"epochs {r['epoch_seconds']} s, x{r.get('speedup_epoch2')}",
+               "aug_cost": lambda r: ", ".join(f"{k}px {v['aug_direct_ms_per_batch']} ms/batch" for k, v in r.items()),
+               "tlzoo_predict": lambda r: f"{r['images_per_s_wall']} img/s wall, {r['images_per_s_printed']} printed, "
+                                          f"{r['rows']} rows"}.get(name)
         try:
-            text = fig() if fig and r else (j.get("error") or "")
+            text = fig(r) if fig and r else (j.get("error") or "")
         except (KeyError, IndexError, TypeError):
             text = ""
         print(f"{name:20s} {j['rc']:3d} {j['wall_s']:8.1f} {j['peak_rss_mb']:12.0f}  {text}")

@@ -39,14 +39,16 @@ def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
         cfg = AdaptConfig(plugin="defect-detection", data=args.magnetic, out=str(runs / f"mt_{label}"),
                           backbone="mobilenet_v2", weights=weights, input_size=args.anomaly_size, batch_size=32,
                           overwrite=True, seed=0, verbose=1,
-                          plugin_options={"mode": "anomaly", "max_false_alarm": 0.01, "coreset_ratio": args.coreset_ratio})
+                          plugin_options={"mode": "anomaly", "max_false_alarm": 0.01,
+                                          "coreset_ratio": args.coreset_ratio})
         res = tlzoo.adapt(cfg)
         m = res.metrics
         out[label] = {"roc_auc": m["test"]["roc_auc"], "recall_at_1pct_false_alarm": m["test"]["recall"],
                       "test_false_alarm_rate": m["test"]["false_alarm_rate"],
                       "recall_at_1pct_fpr_oracle": m["test"]["recall_at_fpr_oracle"],
                       "per_type_recall": m["test"]["per_type_recall"], "threshold": m["threshold"],
-                      "bank_size": m["bank"]["bank_size"], "bank_dim": m["bank"]["dim"], "bank_mb": m["bank"]["bank_mb"],
+                      "bank_size": m["bank"]["bank_size"], "bank_dim": m["bank"]["dim"],
+                      "bank_mb": m["bank"]["bank_mb"],
                       "coreset_seconds": m["bank"]["coreset_seconds"],
                       "scoring_ms_per_image_batch32": m["scoring_ms_per_image"],
                       "scoring_ms_batch_of_1": m["scoring_ms_batch_of_1"], "wall_s": round(time.perf_counter() - t0, 1),
@@ -77,9 +79,9 @@ def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
 def sweep_part(args: argparse.Namespace) -> list[dict]:
     """Image ROC-AUC of the same protocol over input size, coreset ratio and feature levels (PatchCore API)."""
     from sklearn.metrics import roc_auc_score
-    from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     from tlzoo.anomaly import PatchCore, PatchCoreConfig
+    from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     labelled = read_labelled(args.magnetic)
     data, _ = anomaly_splits(labelled, normal_label(labelled), seed=0)
@@ -91,9 +93,11 @@ def sweep_part(args: argparse.Namespace) -> list[dict]:
                                        levels=tuple(levels.split(",")) if levels else None)).fit(data.train.x)
         t1 = time.perf_counter()
         scores, _ = pc.score(data.test.x, batch_size=32)
-        rows.append({"input_size": int(size), "coreset_ratio": float(ratio), "levels": [lv["group"] for lv in pc.fit_info["levels"]],
+        rows.append({"input_size": int(size), "coreset_ratio": float(ratio),
+                     "levels": [lv["group"] for lv in pc.fit_info["levels"]],
                      "roc_auc": float(roc_auc_score(data.test.y, scores)), "bank_size": pc.fit_info["bank_size"],
-                     "fit_s": round(t1 - t0, 1), "ms_per_image": round(1000 * (time.perf_counter() - t1) / len(data.test), 2)})
+                     "fit_s": round(t1 - t0, 1),
+                     "ms_per_image": round(1000 * (time.perf_counter() - t1) / len(data.test), 2)})
         print("sweep", rows[-1], flush=True)
     return rows
 
@@ -113,7 +117,8 @@ def classify_part(runs: Path, args: argparse.Namespace) -> dict:
                           seed=0, verbose=1, plugin_options=options)
         res = tlzoo.adapt(cfg)
         t = res.metrics["test"]
-        out[label] = {"test_accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "per_class_recall": t["per_class_recall"],
+        out[label] = {"test_accuracy": t["accuracy"], "macro_f1": t["macro_f1"],
+                      "per_class_recall": t["per_class_recall"],
                       "n_train": res.metrics["n_train"], "n_test": t["n"], "epochs": options,
                       "wall_s": round(time.perf_counter() - t0, 1), "run_dir": str(res.run_dir)}
         print(label, json.dumps(out[label], indent=1), flush=True)
@@ -136,7 +141,8 @@ def plot(results: dict, path: Path) -> None:
             ax.set_title(f"Magnetic tile anomaly: image ROC-AUC\n(bank {r['imagenet']['bank_size']:,} patches; "
                          f"recall@1% FA {r['imagenet']['recall_at_1pct_false_alarm']:.2f})", fontsize=9)
         else:
-            names = [f"all labels\n(n={r['all_labels']['n_train']})", f"10 per class\n(n={r['10_per_class']['n_train']})"]
+            names = [f"all labels\n(n={r['all_labels']['n_train']})",
+                     f"10 per class\n(n={r['10_per_class']['n_train']})"]
             vals = [r["all_labels"]["test_accuracy"], r["10_per_class"]["test_accuracy"]]
             ax.set_title("NEU surface defects: test accuracy (MobileNetV2 ImageNet)", fontsize=9)
         bars = ax.bar(names, vals, color=["tab:blue", "tab:orange", "tab:grey"][:len(vals)])

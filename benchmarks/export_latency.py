@@ -67,7 +67,8 @@ def main() -> None:
             scratch.cleanup()
 
 
-def _measure(args: argparse.Namespace, run_dir: Path, export_dir: Path, formats: list[str], exported_here: bool) -> None:
+def _measure(args: argparse.Namespace, run_dir: Path, export_dir: Path, formats: list[str],
+             exported_here: bool) -> None:
     import keras
 
     from tlzoo.deploy.export import (
@@ -106,7 +107,7 @@ def _measure(args: argparse.Namespace, run_dir: Path, export_dir: Path, formats:
     results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in runners}
     for batch in args.batches:
         x = np.resize(samples, (batch, *samples.shape[1:])).astype(samples.dtype)
-        for name, run in runners.items():  # warm-up (tracing, allocation, resizing to this batch)
+        for _name, run in runners.items():  # warm-up (tracing, allocation, resizing to this batch)
             for _ in range(args.warmup):
                 run(x)
         times: dict[str, list[float]] = {name: [] for name in runners}

@@ -70,7 +70,8 @@ def main() -> None:
         "export": {"outputs": sorted(contract["outputs"]), "seconds": round(export_s, 1),
                    "parity": {f: {k: s[k] for k in ("max_abs_diff", "mean_abs_diff", "agreement", "passed")}
                               for f, s in exported.parity.items()},
-                   "test_metrics_by_format": {f: {t: {k: v for k, v in m.items() if k in ("roc_auc", "accuracy", "macro_f1")}
+                   "test_metrics_by_format": {f: {t: {k: v for k, v in m.items()
+                                                      if k in ("roc_auc", "accuracy", "macro_f1")}
                                                   for t, m in tm.items()}
                                               for f, tm in exported.test_metrics.items() if f != "run"}},
     }

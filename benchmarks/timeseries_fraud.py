@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(os.environ.get("TLZOO_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "creditcard_subset.npz"
+DATA = (Path(os.environ.get("TLZOO_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        / "creditcard_subset.npz")
 
 
 def leak_check(seeds: list[int]) -> dict:
-    from tlzoo_timeseries.baseline import gbm_baseline
-
     from tlzoo.plugin import get_plugin
+    from tlzoo_timeseries.baseline import gbm_baseline
 
     out = {}
     for window in (1, 8):
@@ -94,7 +94,8 @@ def main() -> int:
         row = run_adapt(work / f"full-{seed}", seed, "ts_fcn", {}, args.epochs)
         print(f"full labels seed {seed}: plugin PR-AUC {row['pr_auc']:.4f}, GBM {row['gbm_pr_auc']:.4f}", flush=True)
         full.append(row)
-    results["full_labels"] = {"runs": full, "plugin_pr_auc": summary(full, "pr_auc"), "gbm_pr_auc": summary(full, "gbm_pr_auc")}
+    results["full_labels"] = {"runs": full, "plugin_pr_auc": summary(full, "pr_auc"),
+                              "gbm_pr_auc": summary(full, "gbm_pr_auc")}
 
     few: dict[str, list] = {"scratch": [], "pretrained": []}
     for seed in args.seeds:
@@ -145,7 +146,8 @@ def plot(results: dict, path: Path) -> None:
         axes[2].errorbar([i], [s["mean"]], yerr=[s["std"]], fmt="o", capsize=5)
         axes[2].scatter([i] * len(s["values"]), s["values"], alpha=0.4, color="k", s=12)
     axes[2].set(xticks=range(3), xticklabels=[a for a, _ in arms], xlim=(-0.5, 2.5),
-                title=f"{fl['train_positives']} labelled frauds: test PR-AUC\n(mean ± sd over {len(results['seeds'])} seeds)")
+                title=f"{fl['train_positives']} labelled frauds: test PR-AUC\n"
+                      f"(mean ± sd over {len(results['seeds'])} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

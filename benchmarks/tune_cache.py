@@ -49,11 +49,13 @@ def main() -> None:
         wall = time.perf_counter() - t0
         trials = [{k: t[k] for k in ("trial", "path", "val_auc", "seconds", "learning_rate", "dropout",
                                      "hidden_units", "weight_decay", "label_smoothing")} for t in result.trials]
-        sides[name] = {"wall_s": round(wall, 1), "best_val_auc": result.best["val_auc"], "best_trial": result.best["trial"],
-                       "trials": trials}
-        print(f"{name}: {wall:.1f}s, best val_auc {result.best['val_auc']:.4f} (trial {result.best['trial']})", flush=True)
+        sides[name] = {"wall_s": round(wall, 1), "best_val_auc": result.best["val_auc"],
+                       "best_trial": result.best["trial"], "trials": trials}
+        print(f"{name}: {wall:.1f}s, best val_auc {result.best['val_auc']:.4f} (trial {result.best['trial']})",
+              flush=True)
     meta = json.loads(next((root / "cached" / "features").glob("*/meta.json")).read_text())
-    same_trials = [t["learning_rate"] for t in sides["naive"]["trials"]] == [t["learning_rate"] for t in sides["cached"]["trials"]]
+    same_trials = ([t["learning_rate"] for t in sides["naive"]["trials"]]
+                   == [t["learning_rate"] for t in sides["cached"]["trials"]])
     summary = {
         "data": str(data.name), "backbone": "mobilenet_v2 (imagenet)", "input_size": args.input_size,
         "trials": args.trials, "epochs": args.epochs, "seed": args.seed, "same_trials": same_trials,

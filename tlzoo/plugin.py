@@ -177,7 +177,8 @@ class DomainPlugin:
         if self.options["dropout"]:
             x = keras.layers.Dropout(float(self.options["dropout"]), name="head_dropout")(x)
         activation = "softmax" if self.task == "multiclass" else "sigmoid"
-        return keras.layers.Dense(self.output_units(num_classes), activation=activation, name="probabilities", dtype="float32")(x)
+        return keras.layers.Dense(self.output_units(num_classes), activation=activation, name="probabilities",
+                                  dtype="float32")(x)
 
     def augmentations(self) -> list[keras.layers.Layer]:
         """Training-only augmentation layers, applied to raw-resolution float images."""
@@ -195,7 +196,8 @@ class DomainPlugin:
         smoothing = float(self.options["label_smoothing"])
         if self.task == "multiclass":
             if smoothing:
-                raise ConfigError("label_smoothing needs one-hot labels; not supported for multiclass integer labels yet")
+                raise ConfigError("label_smoothing needs one-hot labels; "
+                                  "not supported for multiclass integer labels yet")
             return keras.losses.SparseCategoricalCrossentropy()
         return keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
 

@@ -43,7 +43,8 @@ class DefectDetectionPlugin(DomainPlugin):
     default_input_size: ClassVar[int | None] = 128
     monitor: ClassVar[str] = "accuracy"
     description: ClassVar[str] = ("industrial inspection: defect classification (accuracy, macro-F1, per-class "
-                                  "recall) or PatchCore anomaly detection (image ROC-AUC, recall at a false-alarm rate)")
+                                  "recall) or PatchCore anomaly detection (image ROC-AUC, recall at a "
+                                  "false-alarm rate)")
     intended_use: ClassVar[str] = (
         "Visual inspection prototyping on images from the same camera, lighting, part and surface as the training "
         "data; anomaly mode flags parts for review at a chosen false-alarm rate.")

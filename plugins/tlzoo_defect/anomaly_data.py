@@ -42,7 +42,8 @@ def _resolve(source: str) -> Path:
     return path
 
 
-def _read_folder_classes(root: Path, notes: list[str], names: list[str] | None = None) -> tuple[list[np.ndarray], list[int], list[str]]:
+def _read_folder_classes(root: Path, notes: list[str],
+                         names: list[str] | None = None) -> tuple[list[np.ndarray], list[int], list[str]]:
     names = names or sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     images, labels = [], []
     for label, name in enumerate(names):
@@ -73,7 +74,8 @@ def read_labelled(source: str) -> Labelled:
         x, y = as_images(arrays["images"], f"{path}:images"), as_labels(arrays["labels"], f"{path}:labels")
         if y.ndim != 1 or len(x) != len(y):
             raise DataError(f"{path}: {len(x)} images but labels of shape {y.shape}")
-        names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else [str(i) for i in range(int(y.max()) + 1)]
+        names = ([str(n) for n in arrays["class_names"]] if "class_names" in arrays
+                 else [str(i) for i in range(int(y.max()) + 1)])
         return Labelled(x, y, names, str(path), notes)
     if not path.is_dir():
         raise DataError(f"data source {source!r} is not a .npz file or an image folder")
@@ -103,7 +105,8 @@ def normal_label(data: Labelled, normal_class: str | int = "auto") -> int:
     names = data.class_names
     if isinstance(normal_class, int) and not isinstance(normal_class, bool):
         if not 0 <= normal_class < len(names):
-            raise ConfigError(f"normal_class {normal_class} is not a class index of {data.source} (0..{len(names) - 1})")
+            raise ConfigError(f"normal_class {normal_class} is not a class index of {data.source} "
+                              f"(0..{len(names) - 1})")
         return normal_class
     if normal_class != "auto":
         if normal_class not in names:
@@ -122,7 +125,8 @@ def anomaly_splits(data: Labelled, normal: int, *, seed: int = 0, train_fraction
     test: the other normals and all defective images, labelled 0 (normal) / 1 (defective).
     Also returns the test images' original class labels (for per-defect-type results)."""
     if not 0 < train_fraction < 1 or not 0 < threshold_fraction < 1:
-        raise ConfigError(f"train_fraction and threshold_fraction must be in (0, 1), got {train_fraction}, {threshold_fraction}")
+        raise ConfigError(f"train_fraction and threshold_fraction must be in (0, 1), "
+                          f"got {train_fraction}, {threshold_fraction}")
     is_normal = data.y == normal
     rng = np.random.default_rng(seed)
     if data.official_test is not None:
@@ -156,5 +160,6 @@ def anomaly_splits(data: Labelled, normal: int, *, seed: int = 0, train_fraction
         Split(data.x[test_idx], y_test),
         ["normal", "defective"], data.source,
         data.notes + [note, f"threshold set on {len(val_idx)} held-out defect-free images "
-                            f"({threshold_fraction:.0%} of the training normals); the bank is fitted on the other {len(fit_idx)}"])
+                            f"({threshold_fraction:.0%} of the training normals); "
+                            f"the bank is fitted on the other {len(fit_idx)}"])
     return splits, data.y[test_idx]

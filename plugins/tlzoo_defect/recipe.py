@@ -177,15 +177,18 @@ def _write_report(path: Path, config: dict[str, Any], metrics: dict[str, Any], f
     lines = [
         f"# Anomaly run: {settings['plugin']} on {config['data']['source']}", "",
         f"PatchCore on `{config['backbone']['name']}` ({config['weights'].get('source', settings['weights'])} "
-        f"weights), levels {', '.join(l['group'] for l in bank['levels'])}, input {settings['input_size']} px, "
+        f"weights), levels {', '.join(lv['group'] for lv in bank['levels'])}, input {settings['input_size']} px, "
         f"patch grid {bank['grid'][0]}x{bank['grid'][1]}.", "",
         "| figure | value |", "|---|---|",
         f"| image ROC-AUC (test) | {t['roc_auc']:.4f} |",
-        f"| threshold (<= {t['max_false_alarm']:g} false alarms on {metrics['val']['n']} held-out normals) | {metrics['threshold']:.5g} |",
+        f"| threshold (<= {t['max_false_alarm']:g} false alarms on {metrics['val']['n']} held-out normals) "
+        f"| {metrics['threshold']:.5g} |",
         f"| recall at that threshold (test) | {t['recall']:.4f} |",
         f"| false-alarm rate at that threshold (test) | {t['false_alarm_rate']:.4f} |",
-        f"| recall at {t['max_false_alarm']:g} FPR on the test ROC (oracle threshold) | {t['recall_at_fpr_oracle']:.4f} |",
-        f"| memory bank | {bank['bank_size']:,} x {bank['dim']} ({bank['bank_mb']:.1f} MB) of {bank['patches']:,} patches |",
+        f"| recall at {t['max_false_alarm']:g} FPR on the test ROC (oracle threshold) "
+        f"| {t['recall_at_fpr_oracle']:.4f} |",
+        f"| memory bank | {bank['bank_size']:,} x {bank['dim']} ({bank['bank_mb']:.1f} MB) "
+        f"of {bank['patches']:,} patches |",
         f"| scoring time | {metrics['scoring_ms_per_image']:.1f} ms/image (batch {metrics['scoring_batch_size']}), "
         f"{metrics['scoring_ms_batch_of_1']:.1f} ms for a batch of 1 |", "",
         "Recall per defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in t["per_type_recall"].items()), "",

@@ -52,7 +52,8 @@ def read_table(path: str | Path) -> EventTable:
             x = x[:, None]
         if x.ndim != 2:
             raise DataError(f"{fkey} must be (events, features), got shape {x.shape}")
-        names = [str(n) for n in z["feature_names"]] if "feature_names" in keys else [f"f{i}" for i in range(x.shape[1])]
+        names = ([str(n) for n in z["feature_names"]] if "feature_names" in keys
+                 else [f"f{i}" for i in range(x.shape[1])])
         if len(names) != x.shape[1]:
             raise DataError(f"{len(names)} feature_names for {x.shape[1]} feature columns")
         y = np.asarray(z[lkey])
@@ -113,7 +114,8 @@ def check_order(table: EventTable, sort_by_time: bool) -> EventTable:
         i, j = in_file_order[back[0]], in_file_order[back[0] + 1]
         raise DataError(
             f"{source_name(table)}: timestamps out of order: row {j} (time {t[j]:.10g}) comes after row {i} "
-            f"(time {t[i]:.10g}){' of the same stream (account / series)' if table.account is not None else ''}; {back.size} such step(s). "
+            f"(time {t[i]:.10g}){' of the same stream (account / series)' if table.account is not None else ''}; "
+            f"{back.size} such step(s). "
             f"Windows would mix future into past; sort the data or pass sort_by_time=true"
         )
     table.notes.append(f"{back.size} out-of-order timestamps: events sorted by time (sort_by_time=true)")

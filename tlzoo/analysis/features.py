@@ -67,8 +67,9 @@ class FeatureCache:
                 np.save(tmp / f"{name}.npy", feats)
                 n += len(x)
             seconds = time.perf_counter() - t0
-            meta = {"key": key, "splits": list(splits), "shape": list(feats.shape[1:]), "images": n, "seconds": round(seconds, 2),
-                    "images_per_s": round(n / max(seconds, 1e-9), 1), **(describe or {})}
+            meta = {"key": key, "splits": list(splits), "shape": list(feats.shape[1:]), "images": n,
+                    "seconds": round(seconds, 2), "images_per_s": round(n / max(seconds, 1e-9), 1),
+                    **(describe or {})}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
             if verbose:
                 print(f"feature cache {key}: {n} images -> {tuple(feats.shape[1:])} in {seconds:.1f}s "

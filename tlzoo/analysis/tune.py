@@ -37,12 +37,12 @@ from tlzoo.data import DataSplits, Split, make_dataset
 from tlzoo.errors import ConfigError
 from tlzoo.plugin import DomainPlugin, get_plugin
 from tlzoo.runs.directory import read_yaml, write_json, write_text_atomic
-from tlzoo.train.checkpoints import EpochCheckpoint
 from tlzoo.train.callbacks import EpochWatch
+from tlzoo.train.checkpoints import EpochCheckpoint
 from tlzoo.train.recipe import (
     AdaptConfig,
-    optimizer_options,
     adapt,
+    optimizer_options,
     prepare_data,
 )
 from tlzoo.train.schedule import Stage, make_optimizer, stage_learning_rate
@@ -121,7 +121,8 @@ def resolve_space(plugin: DomainPlugin, overrides: dict[str, Any] | None) -> dic
 def _check_entry(name: str, entry: dict[str, Any]) -> None:
     kinds = [k for k in ("choice", "fixed", "min") if k in entry]
     if len(kinds) != 1:
-        raise ConfigError(f"search space entry {name!r} must have exactly one of choice / fixed / min+max, got {entry!r}")
+        raise ConfigError(f"search space entry {name!r} must have exactly one of choice / fixed / min+max, "
+                          f"got {entry!r}")
     unknown = set(entry) - {"choice", "fixed", "min", "max", "sampling", "step"}
     if unknown:
         raise ConfigError(f"search space entry {name!r} has unknown key(s) {sorted(unknown)}")
@@ -157,7 +158,8 @@ def declare(hp: Any, space: dict[str, dict[str, Any]], *, skip: tuple[str, ...] 
             hp.Choice(name, entry["choice"])
         elif all(isinstance(entry[k], int) and not isinstance(entry[k], bool) for k in ("min", "max")) \
                 and isinstance(entry.get("step", 1), int):
-            hp.Int(name, entry["min"], entry["max"], step=entry.get("step", 1), sampling=entry.get("sampling", "linear"))
+            hp.Int(name, entry["min"], entry["max"], step=entry.get("step", 1),
+                   sampling=entry.get("sampling", "linear"))
         else:
             hp.Float(name, float(entry["min"]), float(entry["max"]), step=entry.get("step"),
                      sampling=entry.get("sampling", "linear"))
@@ -315,16 +317,19 @@ def _set_distribution_env(cfg: TuneConfig) -> None:
     if not (cfg.chief or cfg.worker):
         return
     address = cfg.oracle or (f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-                             if "KERASTUNER_ORACLE_IP" in os.environ and "KERASTUNER_ORACLE_PORT" in os.environ else None)
+                             if "KERASTUNER_ORACLE_IP" in os.environ and "KERASTUNER_ORACLE_PORT" in os.environ
+                             else None)
     if not address or ":" not in address:
-        raise ConfigError(f"a distributed search needs the chief oracle's address as IP:PORT (--oracle), got {address!r}")
+        raise ConfigError(f"a distributed search needs the chief oracle's address as IP:PORT (--oracle), "
+                          f"got {address!r}")
     ip, _, port = address.rpartition(":")
     if not port.isdigit():
         raise ConfigError(f"oracle port must be a number, got {port!r} in {address!r}")
     os.environ.update(KERASTUNER_ORACLE_IP=ip, KERASTUNER_ORACLE_PORT=port,
                       KERASTUNER_TUNER_ID="chief" if cfg.chief else str(cfg.worker))
     if cfg.worker and "chief" in str(cfg.worker):
-        raise ConfigError(f"a worker id may not contain 'chief' (Keras Tuner would take it for the chief): {cfg.worker!r}")
+        raise ConfigError(f"a worker id may not contain 'chief' (Keras Tuner would take it for the chief): "
+                          f"{cfg.worker!r}")
 
 
 def _role() -> str:
@@ -495,7 +500,8 @@ def _head_model(plugin: DomainPlugin, feature_shape: tuple[int, ...], num_classe
     return keras.Model(inputs, plugin.build_head(inputs, num_classes), name="head")
 
 
-def _cached_features(ctx: _Context, plugin: DomainPlugin, backbone_name: str, input_size: int) -> tuple[str, dict[str, Any]]:
+def _cached_features(ctx: _Context, plugin: DomainPlugin, backbone_name: str,
+                     input_size: int) -> tuple[str, dict[str, Any]]:
     """The train / val features of a frozen backbone, from the cache or computed into it (once per search).
     The key needs the weights' sha256, which building the backbone resolves; the build is reused."""
     memo = (backbone_name, input_size)
@@ -519,7 +525,8 @@ def _extractor(ctx: _Context, plugin: DomainPlugin, backbone_name: str, input_si
                            seed=ctx.cfg.seed)
 
 
-def _train_head(ctx: _Context, values: dict[str, Any], trial_dir: Path, *, cached: bool) -> tuple[float, dict[str, Any]]:
+def _train_head(ctx: _Context, values: dict[str, Any], trial_dir: Path, *,
+                cached: bool) -> tuple[float, dict[str, Any]]:
     """Train the plugin's head on a frozen backbone: on cached features, or (naive) through the backbone."""
     cfg, data = ctx.cfg, ctx.data
     plugin = _trial_plugin(ctx, values, frozen=True)

@@ -255,7 +255,8 @@ class PatchCore:
             c.backbone, c.weights, (c.input_size, c.input_size, self.spec.channels))
         self.backbone.trainable = False
         self.levels = feature_levels(self.backbone, self.spec, c.input_size, c.strides, c.levels)
-        self.extractor = keras.Model(self.backbone.inputs, [self.backbone.get_layer(l).output for _, l in self.levels],
+        self.extractor = keras.Model(self.backbone.inputs,
+                                     [self.backbone.get_layer(layer).output for _, layer in self.levels],
                                      name=f"{self.spec.name}_levels")
         self.model: keras.Model | None = None
         self.bank: np.ndarray | None = None
@@ -269,7 +270,8 @@ class PatchCore:
         x = keras.layers.Resizing(self.config.input_size, self.config.input_size, name="resize")(x)
         x = BackbonePreprocess(self.spec.name, name="backbone_preprocess")(x)
         maps = self.extractor(x)
-        return PatchFeatures(self.config.neighbourhood, name="patch_features")(list(maps) if isinstance(maps, (list, tuple)) else [maps])
+        return PatchFeatures(self.config.neighbourhood, name="patch_features")(
+            list(maps) if isinstance(maps, (list, tuple)) else [maps])
 
     def feature_model(self, channels: int) -> keras.Model:
         inputs = keras.Input(shape=(None, None, channels), name="image")
@@ -337,7 +339,7 @@ class PatchCore:
         self.fit_info = {"n_images": int(len(images)), "patches": int(len(flat)), "bank_size": int(len(self.bank)),
                          "dim": int(self.bank.shape[1]), "bank_mb": round(self.bank.nbytes / 1e6, 3),
                          "feature_seconds": round(t_feat, 2), "coreset_seconds": round(t_core, 2),
-                         "levels": [{"group": g, "layer": l} for g, l in self.levels],
+                         "levels": [{"group": g, "layer": layer} for g, layer in self.levels],
                          "grid": list(self.grid()[:2])}
         return self
 

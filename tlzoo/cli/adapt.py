@@ -21,7 +21,8 @@ from tlzoo.paths import resolve_path
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("adapt", help="adapt a pretrained backbone to a domain data set",
                               description="Flags are generated from the run configuration (tlzoo/train/config.py), "
-                                          "grouped by its sections; --config FILE gives them in YAML, flags override it.")
+                                          "grouped by its sections; --config FILE gives them in YAML, "
+                                          "flags override it.")
     p.add_argument("--config", help="YAML config in sections (or a run's config.yaml); flags override it")
     add_config_flags(p)
     plugin = p.add_argument_group("plugin options (plugin: options:)")

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     for n in names:
         i = backbone_info(n)
         w = ", ".join(f"{k} ({v['licence']})" for k, v in i["weights"].items()) or "-"
-        print(f"{n:26} {i['family']:20} {i['default_size']:>5} {i['min_size']:>4} {i['feature_dim']:>8} {i['num_params']:>12,}  {w}")
+        print(f"{n:26} {i['family']:20} {i['default_size']:>5} {i['min_size']:>4} {i['feature_dim']:>8} "
+              f"{i['num_params']:>12,}  {w}")
     print(f"{len(names)} backbones")
     return 0

@@ -8,7 +8,8 @@ from tlzoo.cli.common import DATA_HELP, add_data_flags, check_data_source, data_
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("curve", help="label-efficiency report: the recipe at several label budgets, transfer vs scratch")
+    p = subparsers.add_parser("curve", help="label-efficiency report: the recipe at several label budgets, "
+                                            "transfer vs scratch")
     p.add_argument("--plugin", required=True)
     p.add_argument("--data", required=True, help=DATA_HELP)
     add_data_flags(p)

@@ -8,9 +8,11 @@ from tlzoo.cli.common import check_run_dir
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("explain", help="Grad-CAM heat maps of a run's predictions (anomaly runs: their anomaly maps)")
+    p = subparsers.add_parser("explain", help="Grad-CAM heat maps of a run's predictions "
+                                              "(anomaly runs: their anomaly maps)")
     p.add_argument("run_dir")
-    p.add_argument("--images", help=".npz (images or SPLIT_images), or a folder of image files (default: the run's data)")
+    p.add_argument("--images", help=".npz (images or SPLIT_images), or a folder of image files "
+                                    "(default: the run's data)")
     p.add_argument("--split", default="test", help="split of the run's data (or of an .npz) to take images from")
     p.add_argument("-n", type=int, default=8, help="how many images (the first n; default 8)")
     p.add_argument("--out", help="output directory (default: RUN_DIR/explanations)")

@@ -9,7 +9,8 @@ from tlzoo.cli.common import check_exists
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="export a run to SavedModel / ONNX / TFLite, verified for parity, with a model card")
+    p = subparsers.add_parser("export", help="export a run to SavedModel / ONNX / TFLite, verified for parity, "
+                                             "with a model card")
     p.add_argument("run_dir")
     p.add_argument("--format", nargs="+", default=["savedmodel", "onnx", "tflite"], metavar="FORMAT",
                    help="savedmodel onnx tflite tflite_int8 (default: savedmodel onnx tflite)")
@@ -75,4 +76,5 @@ def print_parity(parity: dict[str, Any], title: str) -> None:
     for name, s in parity.items():
         bound = ", ".join(f"{k} <= {v:g}" for k, v in s["bounds"].items())
         print(f"  {name:12} max abs diff {s['max_abs_diff']:.3g}  mean {s['mean_abs_diff']:.3g}  "
-              f"label agreement {s['agreement']:.1%}  over {s['n']} inputs  ({bound}: {'ok' if s['passed'] else 'FAILED'})")
+              f"label agreement {s['agreement']:.1%}  over {s['n']} inputs  "
+              f"({bound}: {'ok' if s['passed'] else 'FAILED'})")

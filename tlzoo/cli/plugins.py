@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"plugins": infos, "failed": DISCOVERY_ERRORS}, indent=2))
         return 0
     for i in infos:
-        print(f"{i['name']:22} {i['modality']:10} {i['task']:11} backbone {i['default_backbone']:16} {i['description']}")
+        print(f"{i['name']:22} {i['modality']:10} {i['task']:11} backbone {i['default_backbone']:16} "
+              f"{i['description']}")
     for name, err in DISCOVERY_ERRORS.items():
         print(f"{name:22} FAILED TO LOAD: {err}")
     return 0

@@ -9,7 +9,8 @@ from tlzoo.errors import ConfigError
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("predict", help="score new image files with a run or an export directory: a CSV row per file")
+    p = subparsers.add_parser("predict", help="score new image files with a run or an export directory: "
+                                              "a CSV row per file")
     p.add_argument("model_dir", help="a run directory, or an export directory (then --format chooses the runtime)")
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
                    help="folders (searched recursively), label tables (their path column) or image files")
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     options = {"path_column": args.path_column} if args.path_column else {}
     result = predict(args.model_dir, args.data, args.out, fmt=args.format, batch_size=args.batch_size, options=options,
                      heatmaps=args.heatmaps)
-    print(f"{result.n_files - result.n_errors:,} of {result.n_files:,} files scored ({result.images_per_s:,.0f} images/s); "
+    print(f"{result.n_files - result.n_errors:,} of {result.n_files:,} files scored "
+          f"({result.images_per_s:,.0f} images/s); "
           f"{result.n_errors} unreadable (their rows hold the error); predictions: {result.out}")
     return 0

@@ -9,7 +9,8 @@ from tlzoo.cli.common import DATA_HELP, add_data_flags, check_data_source, data_
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("rank", help="rank candidate backbones on your data before training (LogME, k-NN, linear probe)")
+    p = subparsers.add_parser("rank", help="rank candidate backbones on your data before training "
+                                           "(LogME, k-NN, linear probe)")
     p.add_argument("--plugin", required=True)
     p.add_argument("--data", required=True, help=DATA_HELP)
     add_data_flags(p)

@@ -15,7 +15,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="search directory; re-running the same command continues it")
     p.add_argument("--tuner", default="random", choices=["random", "hyperband", "bayesian"])
     p.add_argument("--max-trials", type=int, default=10)
-    p.add_argument("--space", help="YAML overriding the plugin's search space: NAME: [choices] | value | {min, max, sampling}")
+    p.add_argument("--space", help="YAML overriding the plugin's search space: "
+                                   "NAME: [choices] | value | {min, max, sampling}")
     p.add_argument("--objective", help="default: val_ + the plugin's monitor metric")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), a weights file, or 'none'")
     p.add_argument("--input-size", type=int)

@@ -12,28 +12,15 @@ from __future__ import annotations
 
 from tlzoo.data.arrays import array_fingerprint, as_images, as_labels, read_npz
 from tlzoo.data.folders import read_folder
-from tlzoo.data.images import (
-           IMAGE_SUFFIXES,
-           ImageFiles,
-           decode_file,
-           is_lazy,
-           load_image,
-)
-
+from tlzoo.data.images import IMAGE_SUFFIXES, ImageFiles, decode_file, is_lazy, load_image
 from tlzoo.data.index import DataOptions
 from tlzoo.data.sources import read_source, resolve_path
-from tlzoo.data.splits import (
-           SPLITS,
-           DataSplits,
-           Split,
-           stratified_split,
-           subsample_labels,
-)
+from tlzoo.data.splits import SPLITS, DataSplits, Split, stratified_split, subsample_labels
 from tlzoo.data.stream import image_batches, make_dataset, predict_batches
 from tlzoo.data.tables import read_table
 from tlzoo.data.tfds_source import read_tfds
 
-__all__ = ["IMAGE_SUFFIXES", "SPLITS", "DataOptions", "DataSplits", "ImageFiles", "Split", "array_fingerprint", "as_images",
-           "as_labels",
-           "decode_file", "image_batches", "is_lazy", "load_image", "make_dataset", "predict_batches", "read_folder", "read_npz",
-           "read_source", "read_table", "read_tfds", "resolve_path", "stratified_split", "subsample_labels"]
+__all__ = ["IMAGE_SUFFIXES", "SPLITS", "DataOptions", "DataSplits", "ImageFiles", "Split", "array_fingerprint",
+           "as_images", "as_labels", "decode_file", "image_batches", "is_lazy", "load_image", "make_dataset",
+           "predict_batches", "read_folder", "read_npz", "read_source", "read_table", "read_tfds", "resolve_path",
+           "stratified_split", "subsample_labels"]

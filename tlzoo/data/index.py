@@ -30,7 +30,8 @@ class DataOptions:
     skip_bad_files: bool = False  # leave unreadable files out (recorded) instead of stopping
     channels: str = "auto"  # auto: 1 if every file is gray, else 3 | gray | rgb
     cache_dir: str | None = None  # on-disk cache of decoded, resized samples (default: $TLZOO_DATA_CACHE)
-    dicom_fields: list[str] | None = None  # DICOM header fields kept as attributes (default: dicom_files.DEFAULT_FIELDS)
+    # DICOM header fields kept as attributes (default: dicom_files.DEFAULT_FIELDS)
+    dicom_fields: list[str] | None = None
     verbose: bool = True
 
     @classmethod

@@ -12,9 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tlzoo.evaluation.text import fmt as _fmt
 from tlzoo.extensions import extension_classes
 from tlzoo.extensions.subgroups import warning as subgroup_warning
-from tlzoo.evaluation.text import fmt as _fmt
 from tlzoo.runs.directory import write_json
 from tlzoo.train.config import recorded_settings
 
@@ -178,7 +178,8 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
                          "input_size": adapt.get("input_size")},
             "weights": _weights(config),
             "licences": config.get("licences"),
-            "plugin": {"name": plugin.name, **_plugin_version(plugin), "options": (config.get("plugin") or {}).get("options")},
+            "plugin": {"name": plugin.name, **_plugin_version(plugin),
+                       "options": (config.get("plugin") or {}).get("options")},
             "freeze_schedule": _schedule_run(config, metrics, history),
             "data": _data(config, export_info),
             "n_train": metrics.get("n_train"),
@@ -190,7 +191,8 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "test_metrics_recomputed": recomputed,
         **{ext.card_key: ext.card_section(config, metrics, contract) for ext in _card_extensions()},
         "parity": parity,
-        "artefacts": {fmt: {k: a[k] for k in ("path", "precision", "bytes") if k in a} | ({"opset": a["opset"]} if "opset" in a else {})
+        "artefacts": {fmt: {k: a[k] for k in ("path", "precision", "bytes") if k in a}
+                      | ({"opset": a["opset"]} if "opset" in a else {})
                       for fmt, a in export_info["formats"].items()},
         "environment": {"training": config.get("environment"), "export": export_info.get("versions")},
         "dates": {"run_finished": trained, "exported": export_info.get("exported_at")},
@@ -212,7 +214,8 @@ def render_markdown(card: dict[str, Any]) -> str:
     m, lin = card["model"], card["lineage"]
     w, p, d, fs = lin["weights"], lin["plugin"], lin["data"], lin["freeze_schedule"]
     lines = [f"# Model card: {m['name']}", ""]
-    lines += [f"{m['task']} classifier ({', '.join(map(str, m['classes']))}), exported by tlzoo {card['tlzoo_version']} "
+    lines += [f"{m['task']} classifier ({', '.join(map(str, m['classes']))}), "
+              f"exported by tlzoo {card['tlzoo_version']} "
               f"on {card['dates']['exported']}.", "", "## Intended use", "", card["intended_use"], "",
               "## Known limitations", ""]
     lines += [f"- {x}" for x in card["limitations"]]
@@ -235,7 +238,8 @@ def render_markdown(card: dict[str, Any]) -> str:
               f"- plugin: `{p['name']}` {p['version']} (`{p['class']}`)",
               f"- data: `{d['source']}`, fingerprint sha256 `{d['fingerprint_sha256']}`"
               + ("" if d["fingerprint_matches_at_export"] is None else
-                 f" ({'re-read and matched' if d['fingerprint_matches_at_export'] else 'DIFFERS from the data read'} at export)"),
+                 f" ({'re-read and matched' if d['fingerprint_matches_at_export'] else 'DIFFERS from the data read'}"
+                 f" at export)"),
               f"  - label fraction: {_fmt(d['label_fraction'])}, labels per class: {_fmt(d['labels_per_class'])}, "
               f"training labels used: {lin['n_train']}"]
     for split, s in d["splits"].items():
@@ -266,11 +270,13 @@ def render_markdown(card: dict[str, Any]) -> str:
     for ext in _card_extensions():  # the extensions' sections (subgroups, forgetting, calibration ...)
         lines += ext.card_markdown(card.get(ext.card_key))
     lines += ["## Parity with the Keras model", "",
-              "| format | max abs diff | mean abs diff | label agreement | bound | cases |", "|---|---|---|---|---|---|"]
+              "| format | max abs diff | mean abs diff | label agreement | bound | cases |",
+              "|---|---|---|---|---|---|"]
     for fmt, s in card["parity"].items():
         cases = ", ".join(f"{c} ({v['n']}): {_fmt(v['max_abs_diff'])}" for c, v in s["cases"].items())
         bound = ", ".join(f"{k} <= {v:g}" for k, v in s["bounds"].items())
-        lines.append(f"| {fmt} | {_fmt(s['max_abs_diff'])} | {_fmt(s['mean_abs_diff'])} | {s['agreement']:.1%} | {bound} | {cases} |")
+        lines.append(f"| {fmt} | {_fmt(s['max_abs_diff'])} | {_fmt(s['mean_abs_diff'])} | {s['agreement']:.1%} "
+                     f"| {bound} | {cases} |")
     lines += ["", "## Artefacts", ""]
     for fmt, a in card["artefacts"].items():
         lines.append(f"- {fmt}: `{a['path']}` ({a['precision']}, {a['bytes'] / 1e6:.1f} MB"

@@ -297,7 +297,8 @@ def check_opset(opset: int) -> int:
     except ImportError:
         highest = 18
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= highest:
-        raise ConfigError(f"ONNX opset must be an integer from {MIN_OPSET} to {highest} (tf2onnx's newest); got {opset!r}")
+        raise ConfigError(f"ONNX opset must be an integer from {MIN_OPSET} to {highest} (tf2onnx's newest); "
+                          f"got {opset!r}")
     return opset
 
 
@@ -359,7 +360,8 @@ def export_tflite(saved_model_dir: Path, path: Path, int8: bool = False) -> None
         flat = converter.convert()
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"the TFLite converter cannot convert this model{' (int8)' if int8 else ''}: {first}") from exc
+        raise ExportError(f"the TFLite converter cannot convert this model{' (int8)' if int8 else ''}: "
+                          f"{first}") from exc
     path.write_bytes(flat)
 
 
@@ -494,7 +496,8 @@ def load_export(export_dir: str | Path, fmt: "ExportFormat | str" = ExportFormat
     fmt = ExportFormat.parse(fmt)
     if fmt.value not in info["formats"]:
         raise ConfigError(f"{str(root)!r} has no {fmt.value} export; it has {', '.join(info['formats'])}")
-    return load_runner(fmt, root / info["formats"][fmt.value]["path"], Contract.from_dict(info["contract"]), num_threads)
+    return load_runner(fmt, root / info["formats"][fmt.value]["path"], Contract.from_dict(info["contract"]),
+                       num_threads)
 
 
 # ---------------------------------------------------------------- parity
@@ -524,7 +527,8 @@ def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
            "max_abs_diff": float(diff.max()) if finite else float("inf"),
            "mean_abs_diff": float(diff.mean()) if finite else float("inf"),
            "agreement": float(same.mean()), "label_dtype": str(np.asarray(got[heads[0][1]]).dtype)}
-    for name in sorted(set(reference) - {name for pair in heads for name in pair}):  # further outputs: reported, not bounded
+    # further outputs: reported, not bounded
+    for name in sorted(set(reference) - {name for pair in heads for name in pair}):
         ref_e, got_e = np.asarray(reference[name], np.float64), got.get(name)
         ok = got_e is not None and np.shape(got_e) == ref_e.shape and bool(np.isfinite(got_e).all())
         out[f"{name}_max_abs_diff"] = float(np.abs(np.asarray(got_e, np.float64) - ref_e).max()) if ok else float("inf")
@@ -550,7 +554,8 @@ def _parity_message(fmt: str, summary: dict[str, Any], against: str) -> str:
         return f"{fmt}: {'; '.join(summary['errors'])}"
     worst = max(summary["cases"].items(), key=lambda kv: kv[1]["max_abs_diff"])
     parts = [f"{k.replace('_', ' ')} {v:.3g} > bound {summary['bounds'][k]:g}" for k, v in summary["failed"].items()]
-    return f"{fmt} differs from {against}: {', '.join(parts)} (worst case {worst[0]!r}, agreement {summary['agreement']:.1%})"
+    return (f"{fmt} differs from {against}: {', '.join(parts)} "
+            f"(worst case {worst[0]!r}, agreement {summary['agreement']:.1%})")
 
 
 def run_parity(runners: dict[str, Runner], cases: dict[str, np.ndarray], reference: dict[str, dict[str, np.ndarray]],
@@ -608,7 +613,8 @@ def check_run_dir(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"{str(run_dir / METRICS_FILE)!r} has no test metrics: the run did not finish")
     for key in ("data", "backbone", "schedule"):
         if key not in config:
-            raise ConfigError(f"{str(run_dir / CONFIG_FILE)!r} lacks the {key!r} section: not a complete run configuration")
+            raise ConfigError(f"{str(run_dir / CONFIG_FILE)!r} lacks the {key!r} section: "
+                              f"not a complete run configuration")
     return config, metrics
 
 
@@ -656,7 +662,8 @@ def _contract(run: _Run, test_x: Any = None) -> Contract:
     in_range = lazy or test_x.size == 0 or (float(test_x.min()) >= 0 and float(test_x.max()) <= 255)
     dtype = "uint8" if run.plugin.modality == "image" and integral and in_range else "float32"
     if run.metrics.get("tasks"):  # multi-task: one head per task
-        tasks = {t["name"]: {"task": t["kind"], "threshold": float(run.metrics["test"][t["name"]].get("threshold", 0.5)),
+        tasks = {t["name"]: {"task": t["kind"],
+                             "threshold": float(run.metrics["test"][t["name"]].get("threshold", 0.5)),
                              "num_outputs": int(run.model.output[t["name"]].shape[-1]), "class_names": t["class_names"]}
                  for t in run.metrics["tasks"]}
         first = next(iter(tasks.values()))
@@ -712,9 +719,11 @@ def export(
     run_dir = Path(getattr(run, "run_dir", run))
     out = Path(out) if out else run_dir.with_name(run_dir.name + "-export")
     if out.exists() and not overwrite:
-        raise ConfigError(f"output directory {str(out)!r} exists; pass --overwrite (overwrite=True) or choose another --out")
+        raise ConfigError(f"output directory {str(out)!r} exists; pass --overwrite (overwrite=True) "
+                          f"or choose another --out")
     if out.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out.resolve()):
-        raise ConfigError(f"output directory {str(out)!r} would replace the run directory {str(run_dir)!r}; choose another --out")
+        raise ConfigError(f"output directory {str(out)!r} would replace the run directory {str(run_dir)!r}; "
+                          f"choose another --out")
     if heldout < 1 or samples < 1:
         raise ConfigError(f"heldout and samples must be >= 1, got {heldout} and {samples}")
     if ExportFormat.ONNX in fmts:

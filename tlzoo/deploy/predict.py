@@ -65,7 +65,7 @@ def collect_files(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
             for row in rows:  # a missing file becomes a row with its error, like an unreadable one
                 found_file = resolve_file(path.parent, row[col])
                 files.append(str(found_file) if found_file else str(path.parent / row[col]))
-        elif path.exists() or not path.suffix.lower() in TABLE_SUFFIXES:
+        elif path.exists() or path.suffix.lower() not in TABLE_SUFFIXES:
             files.append(str(path))
         else:
             raise DataError(f"{str(path)!r} does not exist")

@@ -105,7 +105,8 @@ def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {
         "accuracy": float((pred == y).mean()),
         "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0)),
-        "per_class_recall": [float(r) for r in skm.recall_score(y, pred, average=None, labels=list(range(k)), zero_division=0)],
+        "per_class_recall": [float(r) for r in skm.recall_score(y, pred, average=None, labels=list(range(k)),
+                                                                zero_division=0)],
         "confusion_matrix": skm.confusion_matrix(y, pred, labels=list(range(k))).tolist(),
         "n": int(len(y)),
     }

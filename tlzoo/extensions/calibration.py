@@ -143,7 +143,8 @@ def markdown_lines(cal: dict[str, Any] | None) -> list[str]:
         lines.append("Probabilities are temperature-scaled per task (fitted on the validation split; layers of the "
                      "exported model).")
         lines += ["", "| task | T | ECE test before | ECE test after |", "|---|---|---|---|"]
-        lines += [f"| {t} | {_fmt(r['temperature'])} | {_fmt(r['test']['ece_before'])} | {_fmt(r['test']['ece_after'])} |"
+        lines += [f"| {t} | {_fmt(r['temperature'])} | {_fmt(r['test']['ece_before'])} "
+                  f"| {_fmt(r['test']['ece_after'])} |"
                   for t, r in cal["per_task"].items()]
     elif cal.get("method") == "temperature":
         lines.append(f"Probabilities are temperature-scaled (T = {cal['temperature']:.4f}, fitted on the validation "

@@ -28,8 +28,8 @@ from tlzoo.data import (
     DataSplits,
     ImageFiles,
     Split,
-    as_images,
     array_fingerprint,
+    as_images,
     is_lazy,
     resolve_path,
 )

@@ -48,19 +48,20 @@ def _centered_gram(x: Any) -> np.ndarray:
     return x @ x.T
 
 
-def _cka_from_grams(k: np.ndarray, l: np.ndarray) -> float:
+def _cka_from_grams(kx: np.ndarray, ky: np.ndarray) -> float:
     # tr(K L) / (||K||_F ||L||_F) with centred Gram matrices = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)
-    norm = math.sqrt(float(np.sum(k * k)) * float(np.sum(l * l)))
-    return float(np.sum(k * l)) / norm if norm > 0 else float("nan")  # constant features: undefined
+    norm = math.sqrt(float(np.sum(kx * kx)) * float(np.sum(ky * ky)))
+    return float(np.sum(kx * ky)) / norm if norm > 0 else float("nan")  # constant features: undefined
 
 
-def _unbiased_hsic(k: np.ndarray, l: np.ndarray) -> float:
+def _unbiased_hsic(kx: np.ndarray, ky: np.ndarray) -> float:
     """HSIC's unbiased estimator (Song et al. 2012) on Gram matrices (their diagonals are dropped)."""
-    n = len(k)
-    k, l = k.copy(), l.copy()
-    np.fill_diagonal(k, 0.0)
-    np.fill_diagonal(l, 0.0)
-    kl = float(np.sum(k * l)) + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(k.sum(0) @ l.sum(1))
+    n = len(kx)
+    kx, ky = kx.copy(), ky.copy()
+    np.fill_diagonal(kx, 0.0)
+    np.fill_diagonal(ky, 0.0)
+    kl = (float(np.sum(kx * ky)) + kx.sum() * ky.sum() / ((n - 1) * (n - 2))
+          - 2.0 / (n - 2) * float(kx.sum(0) @ ky.sum(1)))
     return kl / (n * (n - 3))
 
 
@@ -84,9 +85,9 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False) -> float:
         raise DataError(f"linear_cka needs at least {MIN_REFERENCE if debiased else 2} examples, got {len(x)}")
     if not debiased:
         return _cka_from_grams(_centered_gram(x), _centered_gram(y))
-    k, l = _centered_gram(x), _centered_gram(y)
-    norm = math.sqrt(max(0.0, _unbiased_hsic(k, k) * _unbiased_hsic(l, l)))
-    return _unbiased_hsic(k, l) / norm if norm > 0 else float("nan")
+    kx, ky = _centered_gram(x), _centered_gram(y)
+    norm = math.sqrt(max(0.0, _unbiased_hsic(kx, kx) * _unbiased_hsic(ky, ky)))
+    return _unbiased_hsic(kx, ky) / norm if norm > 0 else float("nan")
 
 
 # --- options --------------------------------------------------------------------------------------
@@ -397,8 +398,8 @@ def monitor_for_run(cfg: Any, model: keras.Model, backbone: keras.Model, groups:
     choice of ``cfg.forgetting_reference`` raw training examples."""
     idx = reference_indices(len(train_x), int(cfg.forgetting_reference), cfg.seed)
     monitor = DriftMonitor(
-        model, backbone, groups, np.asarray(train_x[idx]), source=source_top(spec, cfg.weights), max_drift=cfg.max_drift,
-        on_drift=cfg.on_drift, batch_size=cfg.batch_size, verbose=cfg.verbose,
+        model, backbone, groups, np.asarray(train_x[idx]), source=source_top(spec, cfg.weights),
+        max_drift=cfg.max_drift, on_drift=cfg.on_drift, batch_size=cfg.batch_size, verbose=cfg.verbose,
         reference_info={"split": "train", "seed": cfg.seed, "indices": idx.tolist()},
     )
     monitor.capture()

@@ -49,8 +49,8 @@ class Resume(Extension):
         state = directory / "state.json"
         if self.cfg.resume:
             if state.is_file():
-                saved = json.loads((directory / CONFIG_KEY_FILE).read_text()) if (directory / CONFIG_KEY_FILE).is_file() \
-                    else {}
+                saved = (json.loads((directory / CONFIG_KEY_FILE).read_text())
+                         if (directory / CONFIG_KEY_FILE).is_file() else {})
                 if saved.get("sha256") != key["sha256"]:
                     changed = sorted(k for k in set(saved.get("sections", {})) | set(key["sections"])
                                      if saved.get("sections", {}).get(k) != key["sections"].get(k))

@@ -50,7 +50,8 @@ class TaskSpec:
     labels: str = "labels"  # the per-sample array holding this task's labels
     classes: list[str] | dict[str, str] | None = None  # source classes -> the task's (see module doc)
     loss_weight: float = 1.0
-    threshold: Any = "youden"  # binary: a number or a rule chosen on validation (tlzoo.evaluation.metrics.choose_threshold)
+    # binary: a number or a rule chosen on validation (tlzoo.evaluation.metrics.choose_threshold)
+    threshold: Any = "youden"
     class_names: list[str] = field(default_factory=list)  # filled in from the data
 
     def __post_init__(self) -> None:
@@ -97,7 +98,8 @@ def _source_values(split: Split, key: str, class_names: list[str], task: str, wh
     """The per-sample source class names of ``key`` in ``split`` (strings; "" where missing)."""
     if key == "labels":
         if split.y.ndim != 1:
-            raise DataError(f"task {task!r}: {where} labels have shape {split.y.shape}; a task reads one label per sample")
+            raise DataError(f"task {task!r}: {where} labels have shape {split.y.shape}; "
+                            f"a task reads one label per sample")
         names = class_names or [str(i) for i in range(int(split.y.max()) + 1)]
         return np.asarray([names[int(v)] if v >= 0 else "" for v in split.y])
     if key not in split.attributes:
@@ -263,7 +265,8 @@ class MultiTask:
             for i, spec in enumerate(self.tasks):
                 present = np.unique(s.y[:, i][s.y[:, i] >= 0])
                 if present.size < 2:
-                    raise DataError(f"task {spec.name!r}: the {split_name} split has labels of {present.size} class(es) "
+                    raise DataError(f"task {spec.name!r}: the {split_name} split has labels of "
+                                    f"{present.size} class(es) "
                                     f"{[spec.class_names[int(c)] for c in present]}; training and evaluation need two")
         self.plugin.check_images(data)
 
@@ -357,7 +360,8 @@ class MultiTask:
         return metrics, model, {t.name: np.asarray(p_test[t.name]) for t in self.tasks}
 
 
-def calibrated_multitask_model(model: keras.Model, temperatures: dict[str, float], kinds: dict[str, str]) -> keras.Model:
+def calibrated_multitask_model(model: keras.Model, temperatures: dict[str, float],
+                               kinds: dict[str, str]) -> keras.Model:
     """``model`` with a TemperatureScaling layer on each task's output (outputs keep the task names)."""
     outputs = {name: calib.TemperatureScaling(temperatures[name], kinds[name], name=f"{name}_calibrated")(tensor)
                for name, tensor in model.output.items()}

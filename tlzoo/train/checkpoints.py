@@ -59,7 +59,8 @@ class EpochCheckpoint:
         arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
         if len(arrays) != len(optimizer.variables):
             raise ConfigError(f"checkpoint {str(self.dir)!r} does not match this training's optimizer "
-                              f"({len(arrays)} saved variables, {len(optimizer.variables)} now); delete it to start over")
+                              f"({len(arrays)} saved variables, {len(optimizer.variables)} now); "
+                              f"delete it to start over")
         for var, value in zip(optimizer.variables, arrays):
             var.assign(value)
         if best_weights is not None and (self.dir / f"{tag}.best.weights.h5").is_file():

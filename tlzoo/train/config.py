@@ -62,10 +62,12 @@ class AdaptConfig:
     data: Any = setting(None, "data", "source", "data",
                         ".npz, folder of class folders (optionally under train/val/test), label table (.csv/.tsv), "
                         "or tfds:NAME; in Python also arrays, a DataFrame or a tf.data.Dataset")
-    out: str | None = setting(None, "output", "dir", "path", "run directory to write (default runs/PLUGIN-BACKBONE-TIME)")
+    out: str | None = setting(None, "output", "dir", "path",
+                              "run directory to write (default runs/PLUGIN-BACKBONE-TIME)")
     data_options: dict[str, Any] = setting(None, "data", "options", "dict",
                                            "how files are read (tlzoo.data.DataOptions)", flag=None, factory=dict)
-    backbone: str | None = setting(None, "model", "backbone", "str", "backbone (default: the plugin's; see `tlzoo backbones`)")
+    backbone: str | None = setting(None, "model", "backbone", "str",
+                                   "backbone (default: the plugin's; see `tlzoo backbones`)")
     weights: str | None = setting("imagenet", "model", "weights", "str",
                                   "'imagenet' (default), a weights file, or 'none' (random init)")
     weights_sha256: str | None = setting(None, "model", "weights_sha256", "str",
@@ -86,7 +88,9 @@ class AdaptConfig:
                                              factory=dict)
     overwrite: bool = setting(False, "output", "overwrite", "bool", "replace an existing run directory")
     verbose: int = setting(1, "output", "verbose", "int", "0: quiet, 1: progress", low=0, high=2, flag=None)
-    strategy: str = setting("auto", "training", "strategy", "str", "tf.distribute strategy (auto: multiworker when TF_CONFIG names several workers, mirrored on several GPUs, else one)",
+    strategy: str = setting("auto", "training", "strategy", "str",
+                            "tf.distribute strategy (auto: multiworker when TF_CONFIG names several workers, "
+                            "mirrored on several GPUs, else one)",
                             choices=("auto", "one", "mirrored", "multiworker"))
     max_samples_seen: int | None = setting(None, "training", "max_samples_seen", "int",
                                            "compute budget: the schedule's epochs shrink to fit it", low=1)
@@ -97,16 +101,21 @@ class AdaptConfig:
                                        "refuse pretrained weights or data whose licence does not allow this use",
                                        choices=("research", "commercial"))
     data_licence: str | None = setting(None, "licences", "data_licence", "str",
-                                       "the training data's licence (SPDX id, e.g. CC-BY-4.0), for the gate and the model card")
+                                       "the training data's licence (SPDX id, e.g. CC-BY-4.0), "
+                                       "for the gate and the model card")
     calibration: str = setting("temperature", "calibration", "method", "str",
                                "fit a temperature on the validation split and put it in the model",
                                choices=("temperature", "none"))
     group_by: str | None = setting(None, "subgroups", "group_by", "str",
-                                   "subgroup metrics by a per-sample attribute (a table column, an .npz key such as site, a DICOM field), or derived: brightness, filename_prefix (default: the data's `groups`, if any)")
+                                   "subgroup metrics by a per-sample attribute (a table column, an .npz key such as "
+                                   "site, a DICOM field), or derived: brightness, filename_prefix (default: the data's "
+                                   "`groups`, if any)")
     max_group_gap: float | None = setting(None, "subgroups", "max_gap", "float",
-                                          "largest acceptable gap of a test metric between groups; the model card warns beyond it")
+                                          "largest acceptable gap of a test metric between groups; "
+                                          "the model card warns beyond it")
     forgetting: bool = setting(False, "forgetting", "enabled", "bool",
-                               "per epoch, backbone drift from its pretrained self (linear CKA per layer group on reference images) and source-task agreement: forgetting.json / forgetting.png",
+                               "per epoch, backbone drift from its pretrained self (linear CKA per layer group on "
+                               "reference images) and source-task agreement: forgetting.json / forgetting.png",
                                flag="--track-forgetting")
     forgetting_reference: int = setting(64, "forgetting", "reference", "int", "reference training images")
     max_drift: float | None = setting(None, "forgetting", "max_drift", "float",
@@ -125,7 +134,8 @@ class AdaptConfig:
     l2sp_beta: float = setting(0.0, "l2sp", "beta", "float", "L2-SP: beta/2 ||w||^2 on the head")
     hybrid_source: str | None = setting(None, "hybrid", "source", "path",
                                         "labelled source-domain data (same classes) mixed into every training batch")
-    hybrid_ratio: float | None = setting(None, "hybrid", "ratio", "float", "share of source samples per batch, 0..1 (default 0.5)")
+    hybrid_ratio: float | None = setting(None, "hybrid", "ratio", "float",
+                                         "share of source samples per batch, 0..1 (default 0.5)")
     hybrid_ratio_end: float | None = setting(None, "hybrid", "ratio_end", "float",
                                              "anneal the share linearly to this over the stages")
     resume: bool = setting(False, "resume", "enabled", "bool",

@@ -58,7 +58,8 @@ def parse_tf_config(text: str | None = None) -> Cluster | None:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"TF_CONFIG is not valid JSON ({exc}): {text[:200]!r}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or not isinstance(spec.get("task"), dict):
+    if (not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict)
+            or not isinstance(spec.get("task"), dict)):
         raise ConfigError(f'TF_CONFIG needs "cluster" and "task" objects, got {text[:200]!r}')
     cluster, task = spec["cluster"], spec["task"]
     unknown = sorted(set(cluster) - {"chief", "worker"})
@@ -83,10 +84,12 @@ def parse_tf_config(text: str | None = None) -> Cluster | None:
         raise ConfigError(f"TF_CONFIG lists an address twice: {list(workers)}")
     task_type, task_index = task.get("type"), task.get("index")
     if task_type not in jobs or not jobs[task_type]:
-        raise ConfigError(f"TF_CONFIG task.type {task_type!r} is not a job of the cluster ({[j for j in jobs if jobs[j]]})")
+        raise ConfigError(f"TF_CONFIG task.type {task_type!r} is not a job of the cluster "
+                          f"({[j for j in jobs if jobs[j]]})")
     if not isinstance(task_index, int) or not 0 <= task_index < len(jobs[task_type]):
         raise ConfigError(
-            f"TF_CONFIG task.index {task_index!r} is out of range for the {len(jobs[task_type])} {task_type} address(es)"
+            f"TF_CONFIG task.index {task_index!r} is out of range for the {len(jobs[task_type])} {task_type} "
+            f"address(es)"
         )
     return Cluster(workers, task_type, task_index, has_chief=bool(jobs["chief"]))
 

@@ -23,14 +23,32 @@ from tlzoo.extensions.base import Run, check_support
 from tlzoo.model.assemble import build_model, inference_model
 from tlzoo.model.multitask import MultiTask, is_multitask
 from tlzoo.plugin import DomainPlugin, get_plugin
-from tlzoo.runs import (BEST_WEIGHTS, CONFIG_FILE, METRICS_FILE, MODEL_FILE, atomic_dir, check_target, environment, now,
-                        read_yaml, write_json, write_yaml)
+from tlzoo.runs import (
+    BEST_WEIGHTS,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    atomic_dir,
+    check_target,
+    environment,
+    now,
+    read_yaml,
+    write_json,
+    write_yaml,
+)
 from tlzoo.train.callbacks import EpochWatch
 from tlzoo.train.checkpoints import EpochCheckpoint
 from tlzoo.train.config import AdaptConfig, recorded
 from tlzoo.train.distribution import StageLoop, select_strategy, weights_digest
-from tlzoo.train.schedule import (FreezeSchedule, Stage, apply_stage, make_optimizer, stage_learning_rate,
-                                  synchronize_batchnorm, trainable_groups)
+from tlzoo.train.schedule import (
+    FreezeSchedule,
+    Stage,
+    apply_stage,
+    make_optimizer,
+    stage_learning_rate,
+    synchronize_batchnorm,
+    trainable_groups,
+)
 from tlzoo.zoo import build_backbone, check_input_shape, get_backbone_spec, layer_groups
 
 
@@ -117,8 +135,8 @@ def prepare_data(cfg: AdaptConfig, plugin: DomainPlugin, run: Run | None = None)
     num_classes = plugin.num_classes(data)
     full_train = len(data.train)
     strata = plugin.strata(data.train.y) if is_multitask(plugin) else None
-    data.train = subsample_labels(data.train, fraction=cfg.label_fraction, per_class=cfg.labels_per_class, seed=cfg.seed,
-                                  strata=strata)
+    data.train = subsample_labels(data.train, fraction=cfg.label_fraction, per_class=cfg.labels_per_class,
+                                  seed=cfg.seed, strata=strata)
     if len(data.train) != full_train:
         data.notes.append(f"train labels subsampled: {len(data.train)} of {full_train} (stratified, seed {cfg.seed})")
         plugin.check_data(data)
@@ -178,7 +196,8 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
                     if cfg.verbose:
                         print(f"resuming stage {i} from the checkpoint of its epoch {initial_epoch}", flush=True)
                 callbacks = [c for ext in exts for c in ext.callbacks(run, i, stage)]  # may add to the logs
-                callbacks.append(EpochWatch(monitor, plugin.monitor_mode, tmp / BEST_WEIGHTS, stage, state, weights_view))
+                callbacks.append(EpochWatch(monitor, plugin.monitor_mode, tmp / BEST_WEIGHTS, stage, state,
+                                            weights_view))
                 if stage.patience:
                     callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience,
                                                                    mode=plugin.monitor_mode))
@@ -194,7 +213,8 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
             for ext in exts:
                 ext.after_training(run)
             metrics = _evaluate_and_report(run)
-            resolved.update(started_at=started_at, finished_at=now(), wall_time_s=round(time.perf_counter() - t_start, 1))
+            resolved.update(started_at=started_at, finished_at=now(),
+                            wall_time_s=round(time.perf_counter() - t_start, 1))
             write_yaml(tmp / CONFIG_FILE, resolved)
             run.model.save(tmp / MODEL_FILE)
     except BaseException:
@@ -322,7 +342,8 @@ def _datasets(run: Run) -> tuple[Any, Any, int, Any]:
     if dist.uses_fit:
         dist_data = None
     elif data.streamed and data.train.x.shardable:  # files: each worker decodes its own shard only
-        dist_data = (dist.distribute_shards(train_data, cfg.batch_size), dist.distribute_shards(val_data, cfg.batch_size))
+        dist_data = (dist.distribute_shards(train_data, cfg.batch_size),
+                     dist.distribute_shards(val_data, cfg.batch_size))
     else:
         dist_data = (dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds))
     return train_ds, val_ds, steps, dist_data

@@ -163,7 +163,8 @@ class FreezeSchedule:
     ) -> "FreezeSchedule":
         """Train the head, then retrain the top ``groups`` layer groups with it."""
         stages = [Stage("head", head_epochs, 0, head_lr)] if head_epochs else []
-        stages.append(Stage(f"top{groups}", epochs, groups, lr, lr_decay, warmup_epochs=1 if epochs > 2 else 0, patience=patience))
+        stages.append(Stage(f"top{groups}", epochs, groups, lr, lr_decay, warmup_epochs=1 if epochs > 2 else 0,
+                            patience=patience))
         return cls(stages)
 
     @classmethod
@@ -173,7 +174,8 @@ class FreezeSchedule:
     ) -> "FreezeSchedule":
         """Train the head, then fine-tune the whole network (global fine-tuning)."""
         stages = [Stage("head", head_epochs, 0, head_lr)] if head_epochs else []
-        stages.append(Stage("all", epochs, "all", lr, lr_decay, warmup_epochs=1 if epochs > 2 else 0, patience=patience))
+        stages.append(Stage("all", epochs, "all", lr, lr_decay, warmup_epochs=1 if epochs > 2 else 0,
+                            patience=patience))
         return cls(stages)
 
     @classmethod
@@ -198,7 +200,8 @@ class FreezeSchedule:
         """fastai's ``fine_tune``: head for ``freeze_epochs`` at ``base_lr``, then everything
         at ``base_lr / 2`` with layer-wise decay toward the bottom of the backbone."""
         stages = [Stage("head", freeze_epochs, 0, base_lr)] if freeze_epochs else []
-        stages.append(Stage("all", epochs, "all", base_lr / 2, lr_decay, warmup_epochs=1 if epochs > 2 else 0, patience=patience))
+        stages.append(Stage("all", epochs, "all", base_lr / 2, lr_decay, warmup_epochs=1 if epochs > 2 else 0,
+                            patience=patience))
         return cls(stages)
 
 

@@ -50,7 +50,8 @@ def load_savedmodel(path: Path, handle: str) -> Any:
     try:
         return tf.saved_model.load(str(path))
     except Exception as exc:
-        raise WeightsError(f"hub backbone {handle!r}: cannot load the SavedModel at {path}: {type(exc).__name__}: {exc}") from None
+        raise WeightsError(f"hub backbone {handle!r}: cannot load the SavedModel at {path}: "
+                           f"{type(exc).__name__}: {exc}") from None
 
 
 def _input_specs(fn: Any) -> list[Any]:
@@ -107,9 +108,10 @@ class HubLayer(keras.layers.Layer):
         if self.signature:
             sigs = getattr(loaded, "signatures", {})
             if self.signature not in sigs:
-                raise ConfigError(f"hub backbone {self.handle!r} has no signature {self.signature!r}; it has {sorted(sigs)}")
+                raise ConfigError(f"hub backbone {self.handle!r} has no signature {self.signature!r}; "
+                                  f"it has {sorted(sigs)}")
             return sigs[self.signature], True
-        if callable(loaded) and _input_specs(getattr(loaded, "__call__", None)):
+        if callable(loaded) and _input_specs(loaded.__call__):
             return loaded.__call__, False
         sigs = getattr(loaded, "signatures", {}) or {}
         if "serving_default" in sigs:
@@ -167,7 +169,8 @@ class HubLayer(keras.layers.Layer):
         if isinstance(out, dict):
             if self.output_key:
                 if self.output_key not in out:
-                    raise ConfigError(f"hub backbone {self.handle!r} has no output {self.output_key!r}; it has {sorted(out)}")
+                    raise ConfigError(f"hub backbone {self.handle!r} has no output {self.output_key!r}; "
+                                      f"it has {sorted(out)}")
                 return out[self.output_key]
             if len(out) != 1:
                 raise ConfigError(f"hub backbone {self.handle!r} returns several outputs {sorted(out)}; set output_key")
@@ -175,7 +178,8 @@ class HubLayer(keras.layers.Layer):
         return out
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "handle": self.handle, "output_key": self.output_key, "signature": self.signature}
+        return {**super().get_config(), "handle": self.handle, "output_key": self.output_key,
+                "signature": self.signature}
 
 
 def build_hub_model(handle: str, input_shape: Sequence[int | None] | None) -> keras.Model:
@@ -192,7 +196,8 @@ def find_hub_layers(model: keras.Model) -> list[HubLayer]:
     return [layer for layer in flatten_layers(model) if isinstance(layer, HubLayer)]
 
 
-def build_hub_backbone(spec: BackboneSpec, weights: Any, shape: Sequence[int | None]) -> tuple[keras.Model, ResolvedWeights]:
+def build_hub_backbone(spec: BackboneSpec, weights: Any,
+                       shape: Sequence[int | None]) -> tuple[keras.Model, ResolvedWeights]:
     """Build a hub backbone; its weights are the SavedModel's own."""
     if weights is None or (isinstance(weights, str) and weights not in (*spec.weight_names, "savedmodel")) \
             or isinstance(weights, os.PathLike):

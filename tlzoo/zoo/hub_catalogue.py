@@ -85,19 +85,22 @@ def resolve_handle(handle: str) -> tuple[Path, str]:
     for source, path in local_candidates(handle):
         if path.is_dir() and _is_savedmodel(path):
             return path, source
-    looked = ", ".join(str(p) for _, p in local_candidates(handle)) or "no mirror ($TLZOO_WEIGHTS_DIR unset) and no $TFHUB_CACHE_DIR"
+    looked = (", ".join(str(p) for _, p in local_candidates(handle))
+              or "no mirror ($TLZOO_WEIGHTS_DIR unset) and no $TFHUB_CACHE_DIR")
     fix = (f"On a machine with network run `tlzoo weights fetch <name>` (or hub.load) and copy the SavedModel to "
            f"$TLZOO_WEIGHTS_DIR/{HUB_SUBDIR}/{cache_key(handle)}, or `tlzoo weights import DIR --backbone <name>`, "
            "or pass a local directory: --backbone hub:/path/to/saved_model")
     if _offline():
-        raise WeightsError(f"hub handle {handle!r} is not available offline (TLZOO_OFFLINE=1): looked in {looked}. {fix}")
+        raise WeightsError(f"hub handle {handle!r} is not available offline (TLZOO_OFFLINE=1): "
+                           f"looked in {looked}. {fix}")
     try:
         import tensorflow_hub as hub
 
         return Path(hub.resolve(handle)), "download"
     except Exception as exc:  # network / resolver errors come in many types
         raise WeightsError(
-            f"hub handle {handle!r} does not resolve ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"hub handle {handle!r} does not resolve "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
             f"looked in {looked}. {fix}"
         ) from None
 

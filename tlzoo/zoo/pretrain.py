@@ -81,7 +81,8 @@ class _NTXent(keras.Model):
         x = data
         v1, v2 = self.augment(x), self.augment(x)
         with tf.GradientTape() as tape:
-            z = tf.math.l2_normalize(tf.concat([self.encoder(v1, training=True), self.encoder(v2, training=True)], 0), -1)
+            z = tf.math.l2_normalize(tf.concat([self.encoder(v1, training=True), self.encoder(v2, training=True)], 0),
+                                     -1)
             n = tf.shape(x)[0]
             logits = tf.matmul(z, z, transpose_b=True) / self.temperature - 1e9 * tf.eye(2 * n)
             labels = tf.concat([tf.range(n, 2 * n), tf.range(n)], 0)

@@ -107,7 +107,8 @@ def inception_time(include_top: bool = False, weights: str | None = None,
     for d in range(1, depth + 1):
         x = _inception_module(x, filters, kernels, f"block{d}")
         if d % 3 == 0:
-            short = keras.layers.Conv1D(int(x.shape[-1]), 1, padding="same", use_bias=False, name=f"block{d}_short_conv")(res)
+            short = keras.layers.Conv1D(int(x.shape[-1]), 1, padding="same", use_bias=False,
+                                        name=f"block{d}_short_conv")(res)
             short = keras.layers.BatchNormalization(name=f"block{d}_short_bn")(short)
             x = keras.layers.Add(name=f"block{d}_add")([short, x])
             x = res = keras.layers.Activation("relu", name=f"block{d}_out")(x)
@@ -141,7 +142,8 @@ ARCHITECTURES: dict[str, tuple[Callable[..., keras.Model], int, int, str]] = {
     # min window = the longest first-layer kernel: a shorter window leaves most of every kernel on padding.
     "ts_fcn": (fcn, 128, 8, "FCN for time series (Wang et al. 2017): conv 8/5/3, 128-256-128 filters"),
     "ts_resnet": (resnet, 128, 8, "ResNet for time series (Wang et al. 2017): 3 residual blocks, conv 8/5/3"),
-    "ts_inception": (inception_time, 128, 40, "InceptionTime (Fawaz et al. 2020): 6 inception modules, kernels 10/20/40"),
+    "ts_inception": (inception_time, 128, 40,
+                     "InceptionTime (Fawaz et al. 2020): 6 inception modules, kernels 10/20/40"),
     "ts_transformer": (transformer, 64, 1, "small Transformer encoder: 2 layers, dim 64, 4 heads, conv positions"),
 }
 GROUP_RULES = ((r"^block(\d+)_", "block{1}"), (r"^final_", "final"))
@@ -209,7 +211,8 @@ def local_spec(entry_dir: Path) -> BackboneSpec:
             licence="the licence of the source data", source=f"tlzoo pretrain, {str(entry_dir)}",
         ),),
         group_rules=GROUP_RULES, modality=MODALITY, channels=int(entry["channels"]),
-        description=f"{entry['architecture']} pretrained by tlzoo pretrain ({lineage['objective']}) on {lineage['source']}",
+        description=f"{entry['architecture']} pretrained by tlzoo pretrain ({lineage['objective']}) "
+                    f"on {lineage['source']}",
     )
 
 
