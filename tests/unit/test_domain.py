@@ -156,7 +156,8 @@ def test_hybrid_dataset_ratio_and_steps():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(domain_adaptation="mmd", target_data="x.npz"), ConfigError, "coral, dann"),
+    (dict(domain_adaptation="mmd", target_data="x.npz"), ConfigError,
+     r"domain_adaptation must be one of \['coral', 'dann'\], got 'mmd'"),
     (dict(domain_adaptation="coral"), ConfigError, "needs unlabelled target images"),
     (dict(target_data="x.npz"), ConfigError, "does nothing without"),
     (dict(hybrid_source="s.npz", hybrid_ratio=1.5), ConfigError, "hybrid_ratio must be within 0..1.*1.5"),
