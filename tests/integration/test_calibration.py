@@ -9,7 +9,6 @@ import pytest
 import yaml
 from support import fast_config
 
-
 E = importlib.import_module("tlzoo.deploy.export")
 
 
