@@ -9,7 +9,6 @@ import pytest
 import yaml
 from support import fast_config
 
-
 E = importlib.import_module("tlzoo.deploy.export")
 
 
@@ -59,7 +58,7 @@ def test_saved_model_and_exports_return_calibrated_probabilities(calibrated_run,
     stored = np.load(run / "test_predictions.npz")
     from tlzoo.plugin import get_plugin
 
-    x = get_plugin("medical-imaging").read_data(config["adapt"]["data"]["source"]["source"], seed=0).test.x
+    x = get_plugin("medical-imaging").read_data(config["adapt"]["data"]["source"], seed=0).test.x
     probs = np.asarray(model.predict(x, verbose=0))
     assert np.abs(probs - stored["probs"]).max() < 1e-5
     uncalibrated = np.asarray(_without_last_layer(model).predict(x, verbose=0))

@@ -61,7 +61,9 @@ def test_tfds_reader_on_a_locally_built_dataset(tmp_path, monkeypatch):
 
     from tlzoo.train.recipe import adapt, evaluate
 
-    run = adapt(fast_config(data="tfds:tiny_scans", out=str(tmp_path / "run"), calibration="none", batch_size=8))
+    head_only = {"stages": [{"name": "head", "epochs": 1, "trainable": 0, "learning_rate": 1e-3}]}  # plumbing only
+    run = adapt(fast_config(data="tfds:tiny_scans", out=str(tmp_path / "run"), calibration="none", batch_size=8,
+                            schedule=head_only))
     assert run.metrics["test"]["n"] == 10 and evaluate(run.run_dir)["n"] == 10
     with pytest.raises(DataError, match="unknown TensorFlow Datasets name"):
         read_tfds("no_such_dataset_xyz", data_dir=str(tmp_path), download=False)

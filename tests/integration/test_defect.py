@@ -30,13 +30,13 @@ def textures(n: int, size: int = 32, defect: bool = False, seed: int = 0) -> tup
     return np.clip(imgs, 0, 255).astype(np.uint8)[..., None], np.asarray(centres)
 
 
-@pytest.fixture
-def tiles_npz(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def tiles_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     good, _ = textures(160, seed=1)
     bad, _ = textures(40, defect=True, seed=2)
     x = np.concatenate([good, bad])
     y = np.r_[np.zeros(160, np.int64), np.ones(20, np.int64), 2 * np.ones(20, np.int64)]
-    path = tmp_path / "tiles.npz"
+    path = tmp_path_factory.mktemp("tiles") / "tiles.npz"
     np.savez(path, images=x, labels=y, class_names=np.array(["good", "spot", "spot2"]))
     return path
 
@@ -53,12 +53,20 @@ def anomaly_config(data: Path, out: Path, **options):
                        input_size=32, batch_size=16, verbose=0, plugin_options=opts)
 
 
-def test_anomaly_run_directory_and_onnx_export(tiles_npz, tmp_path):
+@pytest.fixture(scope="module")
+def anomaly_run(tiles_npz: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One anomaly run for the module's tests, which only read it."""
+    import tlzoo
+
+    return tlzoo.adapt(anomaly_config(tiles_npz, tmp_path_factory.mktemp("anomaly") / "run"))
+
+
+def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path):
     import tlzoo
     from tlzoo.anomaly.patchcore import MAP_OUTPUT
     from tlzoo.train.recipe import load_model
 
-    res = tlzoo.adapt(anomaly_config(tiles_npz, tmp_path / "run"))
+    res = anomaly_run
     run = res.run_dir
     for name in ("config.yaml", "metrics.json", "model.keras", "roc_curve.png", "score_histogram.png",
                  "heatmaps.png", "report.md", "test_predictions.npz"):
@@ -133,7 +141,7 @@ def test_classify_mode_trains_and_reports_confusion_matrix(tmp_path, weights_dir
     assert (res.run_dir / "confusion_matrix.png").is_file()
 
 
-def test_predict_scores_anomaly_image_files_and_writes_heat_maps(tiles_npz, tmp_path):
+def test_predict_scores_anomaly_image_files_and_writes_heat_maps(anomaly_run, tiles_npz, tmp_path):
     """``tlzoo predict`` on an anomaly run: a score per file (equal to the run's model on the same
     pixels), the label at the run's threshold, and one heat-map PNG per file on request."""
     import csv
@@ -143,7 +151,7 @@ def test_predict_scores_anomaly_image_files_and_writes_heat_maps(tiles_npz, tmp_
     import tlzoo
     from tlzoo.train.recipe import load_model
 
-    run = tlzoo.adapt(anomaly_config(tiles_npz, tmp_path / "run")).run_dir
+    run = anomaly_run.run_dir
     threshold = json.loads((run / "metrics.json").read_text())["test"]["threshold"]
     with np.load(tiles_npz) as f:
         x = f["images"]
@@ -159,7 +167,8 @@ def test_predict_scores_anomaly_image_files_and_writes_heat_maps(tiles_npz, tmp_
     assert sorted(p.name for p in (tmp_path / "maps").glob("*.png")) == sorted(f"tile_{i}.png" for i in picks)
     from support import fast_config
 
+    head_only = {"stages": [{"name": "head", "epochs": 1, "trainable": 0, "learning_rate": 1e-3}]}  # any classify run
     clf = tlzoo.adapt(fast_config(data=str(tiles_npz), plugin="defect-detection", out=str(tmp_path / "clf"),
-                                  calibration="none")).run_dir
+                                  calibration="none", schedule=head_only)).run_dir
     with pytest.raises(ConfigError, match="heat maps come with anomaly runs"):
         tlzoo.predict(clf, tmp_path / "tile_0.png", heatmaps=tmp_path / "m2", verbose=0)

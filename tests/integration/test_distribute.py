@@ -50,7 +50,7 @@ def test_stage_loop_reproduces_fit_exactly(scans_npz: Path, tmp_path: Path, monk
                 return d
 
             monkeypatch.setattr(adapt_module, "select_strategy", as_multiworker)
-        result = adapt_module.adapt(fast_config(data=str(scans_npz), out=str(tmp_path / kind),
+        result = adapt_module.adapt(fast_config(data=str(scans_npz), out=str(tmp_path / kind), backbone="small_cnn",
                                                 plugin_options=PLAIN_OPTIONS, batch_size=16))
         histories[kind] = [{k: v for k, v in row.items() if k != "seconds"} for row in result.history]
     assert len(histories["fit"]) == 2

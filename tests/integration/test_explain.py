@@ -67,7 +67,7 @@ def test_recomposed_forward_pass_and_cam_equivalence(run):
 
     run_dir, _ = run
     config, model = load_run(run_dir)
-    x = np.load(config["adapt"]["data"]["source"]["source"])["test_images"][:8]
+    x = np.load(config["adapt"]["data"]["source"])["test_images"][:8]
     cam = GradCAM(model, "mobilenet_025")
     fmap, _, probs = cam.forward(x)
     np.testing.assert_allclose(np.asarray(probs), model.predict(x, verbose=0), atol=1e-5)
@@ -99,7 +99,7 @@ def test_model_randomisation_changes_the_maps(run):
     if weights is None:
         pytest.skip("the sanity check needs ImageNet features (../shared/weights absent)")
     config, model = load_run(run_dir)
-    x = np.load(config["adapt"]["data"]["source"]["source"])["test_images"]
+    x = np.load(config["adapt"]["data"]["source"])["test_images"]
     trained, *_ = GradCAM(model, "mobilenet_025", LAYER_4X4)(x, class_index=1)
     for seed in (0, 1):
         keras.utils.set_random_seed(seed)
@@ -151,7 +151,7 @@ def test_cli_explain_on_an_image_folder(run, tmp_path, capsys):
 def _images(run_dir: Path, n: int) -> np.ndarray:
     from tlzoo.train.recipe import load_run
 
-    return np.load(load_run(run_dir)[0]["adapt"]["data"]["source"]["source"])["test_images"][:n]
+    return np.load(load_run(run_dir)[0]["adapt"]["data"]["source"])["test_images"][:n]
 
 
 def test_bad_input_names_the_value(run, tmp_path):

@@ -2,18 +2,13 @@
 before anything runs, and records every licence in the run's config and model card."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
-from support import fast_config
 
 from tlzoo.deploy.card import _licence_lines
-from tlzoo.train.recipe import adapt
 
 
-def test_allowed_run_records_its_licences(scans_npz: Path, tmp_path: Path) -> None:
-    result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "ok"), intended_use="commercial",
-                               data_licence="CC-BY-4.0"))
+def test_allowed_run_records_its_licences(default_run) -> None:
+    result = default_run  # fast_config(..., intended_use="commercial", data_licence="CC-BY-4.0")
     licences = yaml.safe_load((result.run_dir / "config.yaml").read_text())["licences"]
     assert licences["intended_use"] == "commercial"
     assert licences["weights"]["verdict"] == "allowed"  # random initialisation: nothing to license

@@ -2,28 +2,17 @@
 label subsampling, derived brightness bands, and a tiny adapt run through to the model card."""
 import json
 
-import numpy as np
-from support import fast_config
-
-
-
 # ---------------------------------------------------------------- end to end
 
 
-def test_adapt_reports_subgroups_and_the_card_warns(scans_npz, tmp_path):
+def test_adapt_reports_subgroups_and_the_card_warns(subsampled_grouped_run):
     from tlzoo.deploy.card import build_card, render_markdown
     from tlzoo.deploy.export import Contract
     from tlzoo.plugin import get_plugin
-    from tlzoo.train.recipe import adapt
 
-    arrays = dict(np.load(scans_npz))
-    for s in ("train", "val", "test"):
-        n = len(arrays[f"{s}_labels"])
-        arrays[f"{s}_groups"] = np.array(["site_a", "site_b"])[np.arange(n) % 2]
-    np.savez(tmp_path / "grouped.npz", **arrays)
-    out = tmp_path / "run"
-    result = adapt(fast_config(data=str(tmp_path / "grouped.npz"), out=str(out), max_group_gap=0.0,
-                               labels_per_class=20))
+    # the scans with train/val/test_groups site_a, site_b alternating; max_group_gap=0.0, 10 labels per class
+    result = subsampled_grouped_run
+    out = result.run_dir
     report = json.loads((out / "metrics.json").read_text())["subgroups"]
     assert report["attribute"] == "groups" and list(report["groups"]) == ["site_a", "site_b"]
     assert sum(g["n"] for g in report["groups"].values()) == 64

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 
-
 def test_shared_imagenet_weights_classify_a_cat(weights_dir, monkeypatch, tmp_path):
     """The shared mirror's real MobileNetV2 (with top) still recognises a cat through tlzoo's
     resolution chain (guards the mirror path against silently random weights)."""

@@ -38,19 +38,9 @@ CONSTRUCTORS = keras_constructors()
 KERAS_NAMES = [n for n in NAMES if get_backbone_spec(n).builder in CONSTRUCTORS.values()]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _quiet_heap():
-    """Move what the imports allocated out of the collector's way, so that full collections
-    (ours after each build, and pytest's own after each test) scan only new objects: about 1 s
-    less per model on 2 cores."""
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-
-
 @pytest.fixture
 def free_memory():
+    """A full collection after each large model (the imports are out of its way: conftest's _quiet_heap)."""
     yield
     keras.backend.clear_session()
     gc.collect()

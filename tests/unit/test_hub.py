@@ -2,7 +2,6 @@
 the real ImageNet weights, loaded through HubLayer as a ``hub:`` backbone."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
