@@ -172,3 +172,18 @@ def test_predict_scores_anomaly_image_files_and_writes_heat_maps(anomaly_run, ti
                                   calibration="none", schedule=head_only)).run_dir
     with pytest.raises(ConfigError, match="heat maps come with anomaly runs"):
         tlzoo.predict(clf, tmp_path / "tile_0.png", heatmaps=tmp_path / "m2", verbose=0)
+
+
+def test_evaluate_an_anomaly_run_in_a_fresh_process(anomaly_run):
+    """``tlzoo evaluate`` loads the run's model with the anomaly layers registered (it failed in a new process,
+    where nothing had imported them)."""
+    import os
+    import subprocess
+    import sys
+
+    metrics = json.loads((anomaly_run.run_dir / "metrics.json").read_text())
+    proc = subprocess.run([sys.executable, "-c", "from tlzoo.cli import main; raise SystemExit(main())", "evaluate",
+                           str(anomaly_run.run_dir), "--json"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["roc_auc"] == pytest.approx(metrics["test"]["roc_auc"], abs=1e-6)
