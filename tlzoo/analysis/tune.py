@@ -18,7 +18,6 @@ finished trials are not run again. Distributed searches use Keras Tuner's chief/
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -451,15 +450,15 @@ def _schedule(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _best_adapt_config(ctx: _Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The trial as an ``AdaptConfig`` dict that ``tlzoo adapt --config`` runs."""
+    """The trial as the configuration sections ``tlzoo adapt --config`` runs (the output section left out:
+    the run's ``--out`` says where)."""
     frozen = values["unfreeze_groups"] == 0
     plugin = _trial_plugin(ctx, values, frozen)
     options = {k: v for k, v in plugin.options.items() if plugin.all_default_options().get(k) != v}
     cfg = _adapt_config(ctx.cfg, values["backbone"], _input_size(ctx, values["backbone"]), options, _schedule(values))
-    d = dataclasses.asdict(cfg)
-    for key in ("out", "overwrite", "verbose"):
-        d.pop(key)
-    return d
+    sections = cfg.to_record()
+    sections.pop("output")
+    return sections
 
 
 def _input_size(ctx: _Context, backbone: str) -> int:
