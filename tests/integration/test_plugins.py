@@ -23,7 +23,9 @@ def toy_site(tmp_path_factory):
 
 
 def _tlzoo(args, site, **kw):
-    env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="2")
+    # the site first, then whatever PYTHONPATH the tests run with (a checkout that is not the installed one)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, "-m", "tlzoo.cli.main", *args], env=env, capture_output=True, text=True, **kw)
 
 

@@ -40,7 +40,8 @@ KERAS_NAMES = [n for n in NAMES if get_backbone_spec(n).builder in CONSTRUCTORS.
 
 @pytest.fixture
 def free_memory():
-    """A full collection after each large model (the imports are out of its way: conftest's _quiet_heap)."""
+    """A full collection after each large model (what earlier modules left is out of its way: conftest's
+    _quiet_heap)."""
     yield
     keras.backend.clear_session()
     gc.collect()
