@@ -14,7 +14,7 @@ export TLZOO_DATA_DIR ?= $(abspath $(SHARED)/data)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-unit test-integration benchmark clean
+.PHONY: install demo test test-unit test-integration lint benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/tlzoo demo
 
-test: install
+# The lint first (seconds), then both tiers.
+test: install lint
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
 
 # One tier of the suite (see README, Tests): unit alone, or integration alone.
 test-unit: install
