@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TLZOO_OFFLINE", "1")  # never try a download from tests
 
 import pytest
+
 from support import SHARED  # noqa: E402
 
 

@@ -36,7 +36,6 @@ def default_run(shared_scans_npz: Path, tmp_path_factory: pytest.TempPathFactory
     """support.fast_config's run (mobilenet_025 from random init, head stage + full stage) with a seed and the
     licence fields set: the complete run directory, the config round trip and the licence record read it."""
     from support import fast_config
-
     from tlzoo.train.recipe import adapt
 
     out = tmp_path_factory.mktemp("default_run") / "run"
@@ -63,7 +62,6 @@ def subsampled_grouped_run(grouped_scans_npz: Path, tmp_path_factory: pytest.Tem
     """10 labels per class of the grouped scans, subgroup report with a maximum gap of 0: the label-subsampling
     record and the subgroup report read it. Records, not accuracy: small_cnn traces fastest."""
     from support import fast_config
-
     from tlzoo.train.recipe import adapt
 
     out = tmp_path_factory.mktemp("subsampled_grouped_run") / "run"

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from support import fast_config
 
+from support import fast_config
 from tlzoo.errors import ConfigError, TrainingError
 from tlzoo.plugin import PLUGINS, DomainPlugin, register_plugin
 from tlzoo.train.recipe import AdaptConfig, adapt, evaluate, load_run
@@ -52,7 +52,8 @@ def test_random_init_backbone_trains_its_batchnorm_and_a_pretrained_one_keeps_it
 
     def moving_means(run_dir):
         backbone = find_backbone(load_model(run_dir / "model.keras"))
-        return {l.name: np.asarray(l.moving_mean) for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)}
+        return {layer.name: np.asarray(layer.moving_mean) for layer in backbone.layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
 
     one_stage = {"stages": [{"name": "all", "epochs": 1, "trainable": "all", "learning_rate": 1e-3}]}
     # (whether BN trains follows the weights' source, not the architecture: small_cnn is the random-init case
@@ -62,12 +63,14 @@ def test_random_init_backbone_trains_its_batchnorm_and_a_pretrained_one_keeps_it
     # random init: nothing pretrained to keep, so BN layers learn (frozen they would stay mean 0 / variance 1)
     assert all(s["train_batchnorm"] for s in scratch.config["schedule"]["stages"])
     assert any(np.abs(m).max() > 1e-3 for m in moving_means(scratch.run_dir).values())
-    pretrained = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "pre"), weights="imagenet", schedule=one_stage))
+    pretrained = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "pre"), weights="imagenet",
+                                   schedule=one_stage))
     assert not any(s["train_batchnorm"] for s in pretrained.config["schedule"]["stages"])
     from tlzoo.zoo import create_backbone
 
-    reference = {l.name: np.asarray(l.moving_mean) for l in create_backbone("mobilenet_025", "imagenet", (32, 32, 3)).layers
-                 if isinstance(l, keras.layers.BatchNormalization)}
+    reference = {layer.name: np.asarray(layer.moving_mean)
+                 for layer in create_backbone("mobilenet_025", "imagenet", (32, 32, 3)).layers
+                 if isinstance(layer, keras.layers.BatchNormalization)}
     after = moving_means(pretrained.run_dir)
     assert after.keys() == reference.keys() and all(np.array_equal(after[k], reference[k]) for k in after)
 

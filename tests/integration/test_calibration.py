@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import yaml
+
 from support import fast_config
 
 E = importlib.import_module("tlzoo.deploy.export")

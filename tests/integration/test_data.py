@@ -58,7 +58,6 @@ def test_tfds_reader_on_a_locally_built_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     assert read_source("tfds:tiny_scans").source == "tfds:tiny_scans"
     from support import fast_config
-
     from tlzoo.train.recipe import adapt, evaluate
 
     head_only = {"stages": [{"name": "head", "epochs": 1, "trainable": 0, "learning_rate": 1e-3}]}  # plumbing only

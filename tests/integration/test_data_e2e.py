@@ -6,6 +6,8 @@ import csv
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from layouts import (
     dicom_folders,
     image_table,
@@ -14,9 +16,7 @@ from layouts import (
     scan_pixels,
     split_folders,
 )
-from PIL import Image
 from support import fast_config
-
 from tlzoo.deploy.predict import predict
 from tlzoo.train.recipe import adapt, evaluate
 

@@ -125,7 +125,8 @@ def test_classify_mode_trains_and_reports_confusion_matrix(tmp_path, weights_dir
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:32, :32]
-    patterns = [np.sin(xx / 1.5), np.sin(xx / 5.0), np.sin(xx / 1.5) * np.sin(yy / 1.5)]  # quarter-turn invariant classes
+    # quarter-turn invariant classes
+    patterns = [np.sin(xx / 1.5), np.sin(xx / 5.0), np.sin(xx / 1.5) * np.sin(yy / 1.5)]
     x = np.concatenate([128 + 60 * p + rng.normal(0, 10, (90, 32, 32)) for p in patterns])
     path = tmp_path / "cls.npz"
     np.savez(path, images=np.clip(x, 0, 255).astype(np.uint8)[..., None], labels=np.repeat([0, 1, 2], 90),

@@ -38,13 +38,14 @@ def test_stage_loop_reproduces_fit_exactly(scans_npz: Path, tmp_path: Path, monk
     from support import fast_config
 
     make_dataset = adapt_module.make_dataset
-    monkeypatch.setattr(adapt_module, "make_dataset", lambda split, **kw: make_dataset(split, **{**kw, "training": False}))
+    monkeypatch.setattr(adapt_module, "make_dataset",
+                        lambda split, **kw: make_dataset(split, **{**kw, "training": False}))
     histories = {}
     for kind in ("fit", "loop"):
         if kind == "loop":  # the multi-worker code path on this process's one device
             select = adapt_module.select_strategy
 
-            def as_multiworker(name: str, **kw):  # noqa: ANN202
+            def as_multiworker(name: str, select=select, **kw):  # noqa: ANN202
                 d = select("one")
                 d.kind = "multiworker"
                 return d
@@ -173,7 +174,8 @@ def test_unreachable_peer_times_out_naming_the_address(tmp_path: Path, scans_npz
     ports = free_ports(2)
     log = tmp_path / "alone.log"
     proc = _spawn(["adapt", "--plugin", "medical-imaging", "--data", str(scans_npz), "--backbone", "small_cnn",
-                   "--weights", "none", "--input-size", "32", "--out", str(tmp_path / "x"), "--strategy", "multiworker"],
+                   "--weights", "none", "--input-size", "32", "--out", str(tmp_path / "x"),
+                   "--strategy", "multiworker"],
                   {"TF_CONFIG": tf_config(ports, 0), "TLZOO_CONNECT_TIMEOUT_S": "8"}, log)
     try:
         code = proc.wait(90)
@@ -189,7 +191,6 @@ def test_two_workers_each_decode_only_their_shard_of_a_folder(tmp_path: Path) ->
     """File sources under multiworker: each worker decodes its own half of the training files (seen
     through a per-worker on-disk cache, which holds exactly what that worker decoded)."""
     from layouts import mixed_class_folders
-
     from tlzoo.data import read_source
     from tlzoo.data.stream import cache_keys
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from support import fast_config
 
+from support import fast_config
 from tlzoo.extensions import domain_adaptation as domain
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import SHARED, fast_config
 
+from support import SHARED, fast_config
 from tlzoo.errors import ConfigError, DataError
 
 LAYER_4X4 = "conv_pw_11_relu"  # mobilenet_025 at 64 px: a 4x4 map (the default, the last group's, is 2x2)

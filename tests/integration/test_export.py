@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import fast_config
 
+from support import fast_config
 from tlzoo.cli.main import main
 from tlzoo.deploy import export as E
 from tlzoo.errors import ConfigError, ExportError, IntegrityError, ParityError
@@ -31,7 +31,8 @@ def run_dir(tmp_path_factory) -> Path:
     # vanishes and it predicts one constant, against which any parity check would pass vacuously.
     # calibration="none": a temperature fitted to this barely-trained model squeezes its outputs towards
     # 0.5; the calibration layer's own export parity is tested in test_calibration.py.
-    adapt(fast_config(data=str(data), out=str(root / "run"), label_fraction=0.5, backbone="small_cnn", calibration="none",
+    adapt(fast_config(data=str(data), out=str(root / "run"), label_fraction=0.5, backbone="small_cnn",
+                      calibration="none",
                       schedule={"stages": [{"name": "head", "epochs": 1, "trainable": 0, "learning_rate": 1e-2},
                                            {"name": "all", "epochs": 2, "trainable": "all", "learning_rate": 3e-3,
                                             "lr_decay": 0.8}]}))
@@ -162,7 +163,8 @@ def test_model_card_records_the_lineage(exported, run_dir):
     assert lin["plugin"]["options"] == config["plugin"]["options"]
     stages = lin["freeze_schedule"]["stages"]
     assert [s["name"] for s in stages] == [s["name"] for s in config["schedule"]["stages"]] == ["head", "all"]
-    assert [s["epochs_run"] for s in stages] == [1, 2] and lin["freeze_schedule"]["kept"]["epoch"] == metrics["best_epoch"]
+    assert [s["epochs_run"] for s in stages] == [1, 2]
+    assert lin["freeze_schedule"]["kept"]["epoch"] == metrics["best_epoch"]
     data = lin["data"]
     assert data["fingerprint_sha256"] == config["data"]["fingerprint"] and data["fingerprint_matches_at_export"] is True
     for split in ("train", "val", "test"):

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from support import fast_config
 
+from support import fast_config
 from tlzoo.extensions.forgetting import (
     DriftMonitor,
     markdown_lines,

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 from conftest import shared_weights_dir
-from support import rng_images
 
+from support import rng_images
 from tlzoo.errors import ConfigError
 from tlzoo.train.schedule import Stage, apply_stage, make_optimizer
 from tlzoo.zoo import build_backbone, layer_groups
@@ -112,7 +112,8 @@ def test_training_reaches_the_savedmodel_only_when_batchnorm_may_train(hub_backb
     # the BN trap: fit's training=True must not put the SavedModel's batch norm in training mode
     np.testing.assert_array_equal(np.asarray(model(x, training=True)), np.asarray(model(x, training=False)))
     apply_stage(model, layer_groups(model, spec), Stage("all", 1, "all", train_batchnorm=True))
-    assert layer.batchnorm_training and "conv1_bn/gamma" in {n for n, v in layer.member_variables().items() if v.trainable}
+    assert layer.batchnorm_training
+    assert "conv1_bn/gamma" in {n for n, v in layer.member_variables().items() if v.trainable}
     assert np.abs(np.asarray(model(x, training=True)) - np.asarray(model(x, training=False))).max() > 1e-2
 
 
@@ -138,8 +139,8 @@ def test_hub_backbone_rejects_other_weights(hub_dir, weights_dir):
 
 def test_adapt_and_export_round_trip(hub_dir, weights_dir, scans_npz, tmp_path):
     import yaml
-    from support import fast_config
 
+    from support import fast_config
     from tlzoo.deploy.export import export
     from tlzoo.train.recipe import adapt
 

@@ -2,7 +2,6 @@
 
 A short recipe only (the full figures come from benchmarks/pneumonia_transfer.py)."""
 from support import shared_data_path
-
 from tlzoo.train.recipe import AdaptConfig, adapt
 
 

@@ -26,7 +26,8 @@ def _tlzoo(args, site, **kw):
     # the site first, then whatever PYTHONPATH the tests run with (a checkout that is not the installed one)
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "tlzoo.cli.main", *args], env=env, capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "tlzoo.cli.main", *args], env=env, capture_output=True, text=True,
+                          **kw)
 
 
 def test_thirdparty_plugin_is_discovered_and_adapts(toy_site, scans_npz, tmp_path):

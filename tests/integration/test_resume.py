@@ -22,7 +22,8 @@ CHILD = """
 import json, sys
 import tlzoo
 tlzoo.adapt(plugin="medical-imaging", data=sys.argv[1], out=sys.argv[2], backbone="mobilenet_025",
-            input_size=32, batch_size=16, seed=0, verbose=0, resume=sys.argv[3] == "1", schedule=json.loads(sys.argv[4]))
+            input_size=32, batch_size=16, seed=0, verbose=0, resume=sys.argv[3] == "1",
+            schedule=json.loads(sys.argv[4]))
 """
 
 
@@ -37,7 +38,8 @@ def scans(tmp_path_factory) -> Path:
 def _child(scans: Path, out: Path, resume: bool) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen([sys.executable, "-c", CHILD, str(scans), str(out), "1" if resume else "0",
-                             json.dumps(SCHEDULE)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             json.dumps(SCHEDULE)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_kill_9_mid_stage_then_resume_finishes_like_an_uninterrupted_run(scans, tmp_path, weights_dir):
@@ -95,8 +97,9 @@ def test_resume_refuses_a_checkpoint_of_other_settings(scans, tmp_path):
 
 
 def test_tensorboard_logs_scalars_and_each_groups_learning_rate(scans, tmp_path):
-    import tlzoo
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import tlzoo
 
     run = tlzoo.adapt(plugin="medical-imaging", data=str(scans), out=str(tmp_path / "r"), backbone="mobilenet_025",
                       weights=None, input_size=32, batch_size=32, seed=0, verbose=0, tensorboard=True,
@@ -116,7 +119,8 @@ def test_tensorboard_logs_scalars_and_each_groups_learning_rate(scans, tmp_path)
         return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
 
     assert [s for s, _ in series("val_loss")] == [1, 2, 3]  # epochs across stages, one curve
-    assert series("learning_rate/head") == [(1, pytest.approx(1e-3)), (2, pytest.approx(1e-3)), (3, pytest.approx(1e-3))]
+    assert series("learning_rate/head") == [(1, pytest.approx(1e-3)), (2, pytest.approx(1e-3)),
+                                            (3, pytest.approx(1e-3))]
     top, second, bottom = groups[-1], groups[-2], groups[0]
     assert series(f"learning_rate/{top}") == [(1, 0.0), (2, pytest.approx(5e-4)), (3, pytest.approx(5e-4))]
     assert series(f"learning_rate/{second}")[1] == (2, pytest.approx(2.5e-4))

@@ -181,7 +181,6 @@ def test_distributed_chief_and_two_workers(scans_npz: Path, tmp_path: Path) -> N
 def test_recipe_resumes_from_its_epoch_checkpoint(scans_npz: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """The adapt recipe (unfrozen trials) writes a checkpoint per epoch and continues from it."""
     from support import fast_config
-
     from tlzoo.train.checkpoints import EpochCheckpoint
 
     schedule = {"stages": [{"name": "head", "epochs": 2, "trainable": 0, "learning_rate": 1e-3},
@@ -202,5 +201,6 @@ def test_recipe_resumes_from_its_epoch_checkpoint(scans_npz: Path, tmp_path: Pat
     cfg.verbose = 1
     result = adapt(cfg, checkpoint_dir=tmp_path / "ckpt")
     assert "resuming stage 2 from the checkpoint of its epoch 1" in capsys.readouterr().out
-    assert [(row["stage"], row["epoch"]) for row in result.history] == [("head", 1), ("head", 2), ("all", 3), ("all", 4)]
+    assert [(row["stage"], row["epoch"]) for row in result.history] == [("head", 1), ("head", 2),
+                                                                        ("all", 3), ("all", 4)]
     assert result.metrics["best_epoch"] in (1, 2, 3, 4) and (tmp_path / "run" / "model.keras").is_file()

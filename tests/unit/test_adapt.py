@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from support import fast_config
 
+from support import fast_config
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.train.recipe import adapt
 

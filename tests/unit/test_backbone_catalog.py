@@ -83,7 +83,7 @@ def test_builds_at_min_size_with_declared_shape_params_and_groups(name, free_mem
     assert model.output.shape[-1] == spec.feature_dim
     assert model.count_params() == spec.num_params
 
-    names = [l.name for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    names = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     groups = layer_groups(model, spec)
     flat = [n for g in groups for n in g.layers]
     # Every non-input layer in exactly one group, and groups are contiguous runs in layer order
@@ -94,7 +94,7 @@ def test_builds_at_min_size_with_declared_shape_params_and_groups(name, free_mem
     first = groups[0].name
     assert first == STEM or re.search(r"(?:^|\D)[01][a-z]?$", first), first  # stem or block 0/1
     assert model.layers[-1].name in groups[-1].layers
-    weighted = {l.name for l in model.layers if l.weights}
+    weighted = {layer.name for layer in model.layers if layer.weights}
     empty = [g.name for g in groups if not weighted.intersection(g.layers)]
     assert not empty, f"groups without weights: {empty}"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from layouts import (
     dicom_folders,
     image_table,
@@ -12,8 +14,6 @@ from layouts import (
     scan_pixels,
     split_folders,
 )
-from PIL import Image
-
 from tlzoo.data import DataOptions, make_dataset, read_source
 from tlzoo.data.images import PIL_DECODE, TF_DECODE, decode_file, probe
 from tlzoo.errors import DataError
@@ -120,7 +120,8 @@ def test_every_bad_file_is_listed_and_can_be_skipped(tmp_path):
     assert "--skip-bad-files" in msg
     d = read_source(str(root), options={"verbose": False, "skip_bad_files": True})
     assert len(d.train) + len(d.val) + len(d.test) == 12
-    assert sorted(b["path"].split("/")[-1] for b in d.report["skipped_bad_files"]) == ["cut.jpg", "noise.png", "tiny.png"]
+    assert sorted(b["path"].split("/")[-1] for b in d.report["skipped_bad_files"]) == ["cut.jpg", "noise.png",
+                                                                                       "tiny.png"]
 
 
 def test_flat_folder_and_empty_classes_are_refused_with_the_fix(tmp_path):
@@ -170,7 +171,8 @@ def test_label_table_multilabel_two_ways(tmp_path):
     image_table(tmp_path / "m", n=12)
     lines = ["filename,tags,effusion,nodule"]
     for i in range(12):
-        lines.append(f"case_{i:04d}.jpg,{['effusion', 'nodule', 'effusion|nodule'][i % 3]},{int(i % 3 != 1)},{int(i % 3 > 0)}")
+        lines.append(f"case_{i:04d}.jpg,{['effusion', 'nodule', 'effusion|nodule'][i % 3]},"
+                     f"{int(i % 3 != 1)},{int(i % 3 > 0)}")
     (tmp_path / "m" / "labels.csv").write_text("\n".join(lines) + "\n")
     d1 = read_source(str(tmp_path / "m" / "labels.csv"), options={"label_column": "tags", "verbose": False})
     d2 = read_source(str(tmp_path / "m" / "labels.csv"), options={"label_column": "effusion,nodule", "verbose": False})
@@ -247,7 +249,8 @@ def test_fingerprint_recomputes_from_the_source_alone_as_documented(tmp_path):
     """The README's recipe, written out by a receiver with hashlib only."""
     import hashlib
 
-    root = split_folders(tmp_path / "x", {"train": 4, "val": 2, "test": 2}, {s: ("a", "b") for s in ("train", "val", "test")})
+    root = split_folders(tmp_path / "x", {"train": 4, "val": 2, "test": 2},
+                         {s: ("a", "b") for s in ("train", "val", "test")})
     d = read_source(str(root), options={"verbose": False})
     digest = hashlib.sha256()
     for split in ("train", "val", "test"):
@@ -275,8 +278,10 @@ def test_arrays_and_the_same_images_as_files_stream_identical_batches(tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     arrays = read_source(str(tmp_path / "d.npz"))
     files = read_source(str(tmp_path / "labels.csv"), options={"verbose": False}).set_input_size(40)
-    a = [(b.numpy(), l.numpy()) for b, l in make_dataset(arrays.train, batch_size=8, training=True, seed=3, image_size=40)]
-    f = [(b.numpy(), l.numpy()) for b, l in make_dataset(files.train, batch_size=8, training=True, seed=3, image_size=40)]
+    a = [(b.numpy(), labels.numpy())
+         for b, labels in make_dataset(arrays.train, batch_size=8, training=True, seed=3, image_size=40)]
+    f = [(b.numpy(), labels.numpy())
+         for b, labels in make_dataset(files.train, batch_size=8, training=True, seed=3, image_size=40)]
     assert len(a) == len(f) == 3
     for (xa, ya), (xf, yf) in zip(a, f):
         np.testing.assert_array_equal(ya, yf)

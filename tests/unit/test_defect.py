@@ -154,6 +154,7 @@ def test_cli_anomaly_mode_and_too_few_normals_write_nothing(tiles_npz, tmp_path,
 
 def test_folders_mvtec_layout_and_defective_train_images(tmp_path):
     from PIL import Image
+
     from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     good, _ = textures(6, seed=1)

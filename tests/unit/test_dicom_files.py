@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import numpy as np
 import pydicom
 import pytest
-from dicom_support import write_dicom
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
+from dicom_support import write_dicom
 from tlzoo.data import dicom_files
 from tlzoo.data.dicom_files import (
     DEFAULT_FIELDS,

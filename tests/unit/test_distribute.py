@@ -28,7 +28,8 @@ def test_malformed_tf_config_is_refused(text: str, message: str) -> None:
 
 
 def test_tf_config_roles() -> None:
-    c = parse_tf_config('{"cluster": {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"]}, "task": {"type": "worker", "index": 1}}')
+    c = parse_tf_config('{"cluster": {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"]}, '
+                        '"task": {"type": "worker", "index": 1}}')
     assert c.workers == ("h0:1", "h1:1", "h2:1") and c.rank == 2 and not c.is_chief and c.address == "h2:1"
     assert parse_tf_config('{"cluster": {"worker": ["h0:1", "h1:1"]}, "task": {"type": "worker", "index": 0}}').is_chief
     assert parse_tf_config("") is None

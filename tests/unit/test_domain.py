@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import fast_config
 
+from support import fast_config
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.extensions import domain_adaptation as domain
 

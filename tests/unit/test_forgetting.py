@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from support import fast_config
 
+from support import fast_config
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.extensions.forgetting import (
     linear_cka,

@@ -3,8 +3,8 @@ untouched, and per-group learning rates."""
 import keras
 import numpy as np
 import pytest
-from support import rng_images
 
+from support import rng_images
 from tlzoo.errors import ConfigError
 from tlzoo.train.schedule import (
     FreezeSchedule,
@@ -27,7 +27,7 @@ def parts():
 
 
 def _bn_layers(backbone):
-    return [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+    return [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def test_layer_groups_of_mobilenet_025(parts):
@@ -43,18 +43,19 @@ def test_trainable_sets_per_stage(parts):
     assert [w.path for w in model.trainable_weights] == ["head/kernel", "head/bias"]
 
     apply_stage(backbone, groups, Stage("top2", 1, 2))
-    top2 = {l.name for g in groups[-2:] for l_name in g.layers for l in [backbone.get_layer(l_name)]}
-    trainable_layers = {l.name for l in backbone.layers if l.trainable and l.weights}
+    top2 = {layer.name for g in groups[-2:] for name in g.layers for layer in [backbone.get_layer(name)]}
+    trainable_layers = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
     assert trainable_layers == {n for n in top2 if backbone.get_layer(n).weights
                                 and not isinstance(backbone.get_layer(n), keras.layers.BatchNormalization)}
-    assert all(not l.trainable for l in _bn_layers(backbone))
+    assert all(not layer.trainable for layer in _bn_layers(backbone))
 
     apply_stage(backbone, groups, Stage("all", 1, "all"))
-    n_conv = sum(1 for l in backbone.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)))
-    assert sum(1 for l in backbone.layers if l.trainable and l.weights) == n_conv  # every conv, no BN
-    assert all(not l.trainable for l in _bn_layers(backbone))
+    n_conv = sum(1 for layer in backbone.layers
+                 if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)))
+    assert sum(1 for layer in backbone.layers if layer.trainable and layer.weights) == n_conv  # every conv, no BN
+    assert all(not layer.trainable for layer in _bn_layers(backbone))
     apply_stage(backbone, groups, Stage("all_bn", 1, "all", train_batchnorm=True))
-    assert all(l.trainable for l in _bn_layers(backbone))
+    assert all(layer.trainable for layer in _bn_layers(backbone))
 
 
 def test_batchnorm_stays_in_inference_mode_when_unfrozen(parts):
@@ -63,10 +64,10 @@ def test_batchnorm_stays_in_inference_mode_when_unfrozen(parts):
     apply_stage(backbone, groups, Stage("all", 1, "all"))
     # fit() calls the model with training=True; frozen BN layers must ignore that.
     np.testing.assert_array_equal(model(x, training=True).numpy(), model(x, training=False).numpy())
-    stats = [w.numpy().copy() for l in _bn_layers(backbone) for w in l.non_trainable_weights]
+    stats = [w.numpy().copy() for layer in _bn_layers(backbone) for w in layer.non_trainable_weights]
     model.compile(optimizer=make_optimizer("adam", 1e-3), loss="binary_crossentropy")
     model.fit(x, np.arange(16) % 2, epochs=1, verbose=0)
-    after = [w.numpy() for l in _bn_layers(backbone) for w in l.non_trainable_weights]
+    after = [w.numpy() for layer in _bn_layers(backbone) for w in layer.non_trainable_weights]
     assert all(np.array_equal(a, b) for a, b in zip(stats, after))
     # ...whereas a stage that trains BN really runs it in training mode.
     apply_stage(backbone, groups, Stage("all_bn", 1, "all", train_batchnorm=True))
@@ -78,11 +79,13 @@ def test_frozen_weights_are_bit_identical_after_a_frozen_stage(parts):
     x, y = rng_images(32), np.arange(32) % 2
     apply_stage(backbone, groups, Stage("top3", 1, 3))
     frozen_names = {n for g in groups[:-3] for n in g.layers}
-    before = {w.path: w.numpy().copy() for l in backbone.layers if l.name in frozen_names for w in l.weights}
+    before = {w.path: w.numpy().copy()
+              for layer in backbone.layers if layer.name in frozen_names for w in layer.weights}
     trained = {w.path: w.numpy().copy() for w in model.trainable_weights}
     model.compile(optimizer=make_optimizer("adamw", 1e-2), loss="binary_crossentropy")
     model.fit(x, y, epochs=2, batch_size=8, verbose=0)
-    after = {w.path: w.numpy() for l in backbone.layers if l.name in frozen_names for w in l.weights}
+    after = {w.path: w.numpy()
+             for layer in backbone.layers if layer.name in frozen_names for w in layer.weights}
     assert before.keys() == after.keys() and len(before) > 10
     assert all(np.array_equal(before[k], after[k]) for k in before)
     changed = [w.path for w in model.trainable_weights if not np.array_equal(trained[w.path], w.numpy())]

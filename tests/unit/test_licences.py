@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from support import fast_config
 
+from support import fast_config
 from tlzoo.cli.main import main
 from tlzoo.errors import ConfigError
 from tlzoo.extensions.licences import allowed_uses, licence_gate

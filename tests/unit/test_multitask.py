@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from support import fast_config
 
+from support import fast_config
 from tlzoo.data import DataSplits, Split
 from tlzoo.data.synthetic import opacity_scans
 from tlzoo.errors import ConfigError, DataError
@@ -22,7 +22,8 @@ TASKS = [
 
 def _splits(class_names=("clear", "opacity", "opacity_big")) -> DataSplits:
     def split(y, exposure):
-        return Split(np.zeros((len(y), 4, 4, 1), np.uint8), np.asarray(y), attributes={"exposure": np.asarray(exposure)})
+        return Split(np.zeros((len(y), 4, 4, 1), np.uint8), np.asarray(y),
+                     attributes={"exposure": np.asarray(exposure)})
 
     return DataSplits(split([0, 1, 2, 0], [0, 1, -1, 2]), split([0, 2], [1, 0]), split([1, 0], [-1, 2]),
                       list(class_names), "mem")

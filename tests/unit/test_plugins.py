@@ -50,7 +50,8 @@ def test_medical_plugin_declares_its_domain():
     assert p.task == "binary" and p.default_backbone == "mobilenet_v2"
     kinds = [type(layer).__name__ for layer in p.augmentations()]
     assert kinds == ["RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast"]  # no flips
-    assert "RandomFlip" in [type(l).__name__ for l in get_plugin("medical-imaging", horizontal_flip=True).augmentations()]
+    flipping = get_plugin("medical-imaging", horizontal_flip=True)
+    assert "RandomFlip" in [type(layer).__name__ for layer in flipping.augmentations()]
     assert p.class_weights(np.array([0] * 30 + [1] * 90), 2) == {0: 2.0, 1: 2 / 3}
     m = p.evaluate(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.7, 0.9]), threshold=0.5)
     assert (m["sensitivity"], m["specificity"], m["accuracy"], m["roc_auc"]) == (1.0, 0.5, 0.75, 1.0)

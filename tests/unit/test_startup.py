@@ -88,7 +88,8 @@ def test_listings_are_complete_without_keras(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["adapt", "--plugin", "medical-imaging", "--data", "missing.npz"], "data file 'missing.npz' does not exist"),
-    (["adapt", "--plugin", "medical-imaging", "--data", "missing_folder"], "data source 'missing_folder' does not exist"),
+    (["adapt", "--plugin", "medical-imaging", "--data", "missing_folder"],
+     "data source 'missing_folder' does not exist"),
     (["adapt", "--config", "missing.yaml"], "'missing.yaml' does not exist"),
     (["adapt", "--plugin", "medical-imagin", "--data", "."], "unknown plugin 'medical-imagin'; did you mean"),
     (["adapt", "--plugin", "medical-imaging", "--data", ".", "--backbone", "mobilenet_v3"],
@@ -137,7 +138,8 @@ FAKE_TENSORFLOW = '''
 import os, sys, warnings
 os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
 os.write(2, b"I0000 00:00:1796116828.383118    4374 port.cc:153] oneDNN custom operations are on. You may see ...\\n")
-os.write(2, b"I0000 00:00:1796116828.383379    4374 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\\n")
+os.write(2, b"I0000 00:00:1796116828.383379    4374 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+            b"GPU will not be used.\\n")
 os.write(2, b"E0000 00:00:1796116828.417856    4374 some_op.cc:12] a real error from C++\\n")
 print("a line from Python", file=sys.stderr)
 warnings.warn("a real warning")
@@ -182,7 +184,8 @@ def test_a_failing_import_still_shows_its_traceback(fake_tensorflow):
 def test_real_tensorflow_starts_quietly(tmp_path):
     """The same function, then the real TensorFlow: import, a first op (device set-up) and Keras."""
     code = ("from tlzoo.cli.quiet import quiet_tensorflow_startup\nquiet_tensorflow_startup()\n"
-            "import tensorflow as tf, keras\nprint(int(tf.constant(1) + 1), keras.layers.Dense(2)(tf.ones((1, 3))).shape)")
+            "import tensorflow as tf, keras\n"
+            "print(int(tf.constant(1) + 1), keras.layers.Dense(2)(tf.ones((1, 3))).shape)")
     proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "2 (1, 2)"

@@ -172,7 +172,8 @@ def test_brightness_bands_use_train_edges():
     def images(means):
         return np.asarray(means, np.float32)[:, None, None, None] * np.ones((1, 4, 4, 1), np.float32)
 
-    y = lambda n: np.arange(n) % 2
+    def y(n):
+        return np.arange(n) % 2
     train = Split(images(np.linspace(0, 90, 90)), y(90))  # edges at 30 and 60
     val = Split(images([10, 50, 80, 20]), y(4))
     test = Split(images([100, 200, 250, 70]), y(4))  # all above the train edges: all "bright"

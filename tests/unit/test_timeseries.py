@@ -104,9 +104,8 @@ def test_out_of_order_timestamps(tmp_path):
 
 
 def test_fp_budget_threshold_and_fraud_metrics():
-    from tlzoo_timeseries.fraud_metrics import fraud_metrics, precision_at_k
-
     from tlzoo.evaluation.metrics import threshold_for_max_fpr
+    from tlzoo_timeseries.fraud_metrics import fraud_metrics, precision_at_k
 
     rng = np.random.default_rng(0)
     y = (rng.random(2000) < 0.05).astype(int)
