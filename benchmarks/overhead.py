@@ -510,7 +510,8 @@ def components(arrays: dict[str, Any], args: argparse.Namespace, weights_file: P
     result = {"pipeline_ms_per_batch": med(pipeline) | {"batches": batches},
               "optimizer_step_ms": med(optimizer) | {"variables": len(variables),
                                                      "parameters": int(sum(np.prod(v.shape) for v in variables))}}
-    print(f"  components: stream {result['pipeline_ms_per_batch']['tlzoo']} vs {result['pipeline_ms_per_batch']['hand']}"
+    stream = result["pipeline_ms_per_batch"]
+    print(f"  components: stream {stream['tlzoo']} vs {stream['hand']}"
           f" ms/batch; optimizer step {result['optimizer_step_ms']['tlzoo']} vs {result['optimizer_step_ms']['hand']} "
           f"ms (tlzoo vs hand-written)", flush=True)
     return result
@@ -692,7 +693,8 @@ def plot(s: dict[str, Any], path: Path) -> None:
     conds = list(res)
     fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(12, 8.5))
     x, w = np.arange(len(conds)), 0.38
-    for k, (side, label, col) in enumerate((("tlzoo", "tlzoo.adapt", "tab:blue"), ("hand", "hand-written", "tab:orange"))):
+    sides = (("tlzoo", "tlzoo.adapt", "tab:blue"), ("hand", "hand-written", "tab:orange"))
+    for k, (side, label, col) in enumerate(sides):
         vals = [res[cd]["images_per_s"][side] for cd in conds]
         bars = a.bar(x + (k - 0.5) * w, vals, w, label=label, color=col)
         a.bar_label(bars, fmt="%.0f")
