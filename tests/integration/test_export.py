@@ -170,7 +170,7 @@ def test_model_card_records_the_lineage(exported, run_dir):
     for split in ("train", "val", "test"):
         assert data["splits"][split]["label_counts"] == config["data"][split]["per_class"]
         assert data["splits"][split]["n"] == config["data"][split]["n"]
-    assert data["label_fraction"] == config["adapt"]["data"]["source"]["label_fraction"] == 0.5
+    assert data["label_fraction"] == config["adapt"]["data"]["label_fraction"] == 0.5
     assert lin["seed"] == config["adapt"]["training"]["seed"] and lin["n_train"] == metrics["n_train"]
     assert card["test_metrics"] == metrics["test"]
     assert card["test_metrics_recomputed"]["onnx"]["roc_auc"] == pytest.approx(metrics["test"]["roc_auc"], abs=1e-6)

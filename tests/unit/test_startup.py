@@ -215,11 +215,32 @@ def test_signal_ends_a_command_with_one_line_and_cleans_up(monkeypatch, tmp_path
     from tlzoo.cli.main import main
 
     _interrupting_command(monkeypatch, tmp_path, signum)
-    before = signal.getsignal(signum)
-    assert main(["backbones"]) == code
+    # as in a terminal: a test runner started in the background of a script inherits SIGINT ignored
+    # (a signal ignored by the parent stays ignored; test_an_ignored_signal_stays_ignored checks that)
+    default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    inherited = signal.signal(signum, default)
+    try:
+        exit_code = main(["backbones"])
+        after = signal.getsignal(signum)
+    finally:
+        signal.signal(signum, inherited)
+    assert exit_code == code
     assert capsys.readouterr().err == line + "\n"
     assert list((tmp_path / "runs").iterdir()) == []  # the temporary run directory is gone
-    assert signal.getsignal(signum) is before  # handlers restored for whoever called main()
+    assert after is default  # handlers restored for whoever called main()
+
+
+def test_an_ignored_signal_stays_ignored():
+    """nohup and background jobs ignore signals; tlzoo does not take them back."""
+    from tlzoo.cli.signals import interruptible
+
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interruptible():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_a_second_signal_stops_at_once():

@@ -3,6 +3,7 @@ directory. Every command (adapt, tune, demo, ...) calls this one recipe; optiona
 the extension hooks (``tlzoo.extensions.base``), called at each step for every active extension."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -174,6 +175,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
     resolved = _resolved(run, weights_record)
     train_ds, val_ds, steps, dist_data = _datasets(run)
     monitor = "val_" + plugin.monitor
+    ckpt = None
     try:
         with atomic_dir(run.write_to, cfg.overwrite) as tmp:
             run.run_dir = tmp
@@ -218,6 +220,9 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
             write_yaml(tmp / CONFIG_FILE, resolved)
             run.model.save(tmp / MODEL_FILE)
     except BaseException:
+        if ckpt is not None:  # the epoch that finished before the interruption stays resumable
+            with contextlib.suppress(Exception):
+                ckpt.wait()
         for ext in exts:
             ext.finish(run, ok=False)
         raise
