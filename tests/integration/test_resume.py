@@ -22,7 +22,7 @@ CHILD = """
 import json, sys
 import tlzoo
 tlzoo.adapt(plugin="medical-imaging", data=sys.argv[1], out=sys.argv[2], backbone="mobilenet_025",
-            input_size=32, batch_size=16, seed=0, verbose=0, resume=sys.argv[3] == "1",
+            input_size=32, batch_size=16, seed=0, verbose=0, resume=sys.argv[3] == "1", checkpoint_interval=0,
             schedule=json.loads(sys.argv[4]))
 """
 
@@ -96,10 +96,19 @@ def test_resume_refuses_a_checkpoint_of_other_settings(scans, tmp_path):
     assert (directory / "state.json").is_file()  # kept for a resume with the right settings
 
 
-def test_tensorboard_logs_scalars_and_each_groups_learning_rate(scans, tmp_path):
+def test_tensorboard_logs_scalars_and_each_groups_learning_rate(scans, tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     import tlzoo
+    from tlzoo.train.checkpoints import EpochCheckpoint
+
+    saved, real_save = [], EpochCheckpoint.save
+
+    def spy(self, stage, epoch, *args, **kwargs):
+        saved.append((stage, epoch))
+        return real_save(self, stage, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(EpochCheckpoint, "save", spy)
 
     run = tlzoo.adapt(plugin="medical-imaging", data=str(scans), out=str(tmp_path / "r"), backbone="mobilenet_025",
                       weights=None, input_size=32, batch_size=32, seed=0, verbose=0, tensorboard=True,
@@ -127,3 +136,5 @@ def test_tensorboard_logs_scalars_and_each_groups_learning_rate(scans, tmp_path)
     assert all(v == 0.0 for _, v in series(f"learning_rate/{bottom}"))  # frozen throughout
     assert run.config["tensorboard"]["log_dir"] == "tensorboard"
     assert [r["val_loss"] for r in run.history] == pytest.approx([v for _, v in series("val_loss")], rel=1e-5)
+    # epochs far shorter than the 30 s checkpoint interval: checkpoints at the end of each stage only
+    assert saved == [(1, 1), (2, 2)] and not (tmp_path / ".r.checkpoints").exists()

@@ -58,6 +58,7 @@ class Run:
     state: dict[str, Any] = field(default_factory=dict)  # history, best epoch ...
     write_to: Path | None = None  # where this process writes it (a throw-away copy on non-chief workers)
     checkpoint_dir: Path | None = None  # per-epoch checkpoints (tlzoo.train.checkpoints), when written
+    owns_checkpoints: bool = False  # the run's own (resume), not a caller's directory written every epoch
     optimizer: Any = None  # the current stage's
     multipliers: dict[str, float] = field(default_factory=dict)  # the current stage's, per variable path
 

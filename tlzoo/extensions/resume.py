@@ -74,6 +74,7 @@ class Resume(Extension):
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_KEY_FILE).write_text(json.dumps(key, default=str))
         run.checkpoint_dir = self.owned = directory
+        run.owns_checkpoints = True
 
     def finish(self, run: Run, ok: bool) -> None:
         if ok and self.owned is not None:  # the run is written: nothing left to resume

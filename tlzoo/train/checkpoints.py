@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class EpochCheckpoint:
         self._error: BaseException | None = None
         self._best: tuple[int, int] | None = None  # (mtime_ns, size) of the best-weights file last copied
         self._best_name: str | None = None
+        self._last_save = time.monotonic()
 
     def record(self) -> dict[str, Any] | None:
         """``{"stage": i, "epoch": k, "state": {...}}`` of the last checkpoint, or None."""
@@ -109,15 +111,21 @@ class EpochCheckpoint:
         state.update(record["state"])
         return int(record["epoch"])
 
-    def callback(self, stage: int, optimizer: Any, state: dict[str, Any], best_weights: Path | None = None) -> Any:
-        """Saves a checkpoint at the end of every epoch (put it after the callbacks that update ``state``)."""
+    def callback(self, stage: int, optimizer: Any, state: dict[str, Any], best_weights: Path | None = None, *,
+                 interval_s: float = 0.0, last_epoch: int | None = None) -> Any:
+        """Saves a checkpoint at the end of an epoch once ``interval_s`` seconds have passed since the last one
+        (0: every epoch), and after ``last_epoch``, the stage's last (put it after the callbacks that update
+        ``state``). Short epochs then cost no checkpoint each, and a kill loses at most the interval."""
         import keras
 
         ckpt = self
 
         class _Save(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                ckpt.save(stage, epoch + 1, optimizer, state, best_weights)
+                now = time.monotonic()
+                if epoch + 1 == last_epoch or now - ckpt._last_save >= interval_s:
+                    ckpt.save(stage, epoch + 1, optimizer, state, best_weights)
+                    ckpt._last_save = now
 
             def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
                 ckpt.wait()

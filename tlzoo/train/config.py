@@ -139,7 +139,10 @@ class AdaptConfig:
     hybrid_ratio_end: float | None = setting(None, "hybrid", "ratio_end", "float",
                                              "anneal the share linearly to this over the stages")
     resume: bool = setting(False, "resume", "enabled", "bool",
-                           "continue an interrupted run from its last finished epoch")
+                           "continue an interrupted run from its last checkpoint")
+    checkpoint_interval: float = setting(30.0, "resume", "interval_s", "float",
+                                         "seconds of training between checkpoints (taken at the end of an epoch, "
+                                         "and at the end of every stage); 0: after every epoch", low=0)
     tensorboard: bool = setting(False, "tensorboard", "enabled", "bool",
                                 "write TensorBoard logs (per-epoch scalars, learning rate per layer group) "
                                 "to RUN/tensorboard")

@@ -204,7 +204,8 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
                     callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=stage.patience,
                                                                    mode=plugin.monitor_mode))
                 if ckpt and dist.is_chief:  # every worker holds the same values; the chief writes them
-                    callbacks.append(ckpt.callback(i, optimizer, state, tmp / BEST_WEIGHTS))
+                    callbacks.append(ckpt.callback(i, optimizer, state, tmp / BEST_WEIGHTS, last_epoch=stage.epochs,
+                                                   interval_s=cfg.checkpoint_interval if run.owns_checkpoints else 0))
                 _fit_stage(run, fit_model, stage_ds, val_ds, dist_data, stage, initial_epoch, callbacks)
                 if any([ext.after_stage(run, i, stage) for ext in exts]):
                     break
