@@ -73,6 +73,8 @@ def test_kill_9_mid_stage_then_resume_finishes_like_an_uninterrupted_run(scans, 
     baseline = tlzoo.adapt(plugin="medical-imaging", data=str(scans), out=str(tmp_path / "b"), backbone="mobilenet_025",
                            input_size=32, batch_size=16, seed=0, verbose=0, schedule=SCHEDULE)
     resumed_metrics = json.loads((out / "metrics.json").read_text())
+    print(f"killed after stage {killed_at['stage']} epoch {killed_at['epoch']}; test ROC-AUC resumed "
+          f"{resumed_metrics['test']['roc_auc']:.4f}, uninterrupted {baseline.metrics['test']['roc_auc']:.4f}")
     # Within the seed noise: the resumed run reshuffles from its restart, so it is not bit-identical.
     assert abs(resumed_metrics["test"]["roc_auc"] - baseline.metrics["test"]["roc_auc"]) <= 0.1
     assert resumed_metrics["test"]["roc_auc"] > 0.8 and baseline.metrics["test"]["roc_auc"] > 0.8
