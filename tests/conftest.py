@@ -31,6 +31,32 @@ def weights_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Keras cache, no TF Hub cache, no downloads: only what a test puts in place is found."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    monkeypatch.setenv("TLZOO_OFFLINE", "1")
+    monkeypatch.delenv("TFHUB_CACHE_DIR", raising=False)
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_env: None) -> Path:
+    """An empty weights mirror (not created yet) as TLZOO_WEIGHTS_DIR, in a clean environment."""
+    d = tmp_path / "mirror"
+    monkeypatch.setenv("TLZOO_WEIGHTS_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def made_v1(tmp_path: Path) -> Path:
+    """A genuine (random) mobilenet_025 weights file, saved as Keras lays it out."""
+    from tlzoo.zoo import build_backbone
+    from tlzoo.zoo.weights import save_keras_h5
+
+    model, _, _ = build_backbone("mobilenet_025", None, (224, 224, 3))
+    return save_keras_h5(model, tmp_path / "v1.h5")
+
+
+@pytest.fixture
 def scans_npz(tmp_path: Path) -> Path:
     from tlzoo.data.synthetic import write_opacity_npz
 

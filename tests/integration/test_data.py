@@ -2,16 +2,13 @@
 import numpy as np
 import pytest
 
+from support import uint8_images
 from tlzoo.data import (
     make_dataset,
     read_source,
     read_tfds,
 )
 from tlzoo.errors import DataError
-
-
-def _images(n, size=8, c=1, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, c), dtype=np.uint8)
 
 
 def test_tfds_reader_on_a_locally_built_dataset(tmp_path, monkeypatch):
@@ -34,7 +31,7 @@ def test_tfds_reader_on_a_locally_built_dataset(tmp_path, monkeypatch):
             return {"train": self._generate_examples(0, 40), "test": self._generate_examples(1, 10)}
 
         def _generate_examples(self, seed, n):
-            imgs = _images(n, seed=seed)
+            imgs = uint8_images(n, seed=seed)
             for i in range(n):
                 yield i, {"image": imgs[i], "label": i % 2}
 
@@ -46,7 +43,7 @@ def test_tfds_reader_on_a_locally_built_dataset(tmp_path, monkeypatch):
     d.set_input_size(8)
     x, y = np.concatenate([b for b, _ in make_dataset(d.train, batch_size=7, training=False)]), d.train.y
     assert x.shape == (len(d.train), 8, 8, 1) and x.dtype == np.uint8
-    gen = _images(40, seed=0)
+    gen = uint8_images(40, seed=0)
     label_of = {gen[i].tobytes(): i % 2 for i in range(40)}  # TFDS stores records in its own order
     assert [label_of[img.tobytes()] for img in x] == y.tolist()  # every image streamed beside its own label
     assert len({img.tobytes() for img in x}) == len(d.train)

@@ -9,21 +9,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from support import fast_config
+from support import fast_config, shifted_npz
 from tlzoo.extensions import domain_adaptation as domain
-
-
-def _shifted_npz(path: Path, n: int = 64, size: int = 32, channels: int = 1, seed: int = 5) -> Path:
-    """Unlabelled "other device" images: the same kind of scans, darker and lower in contrast."""
-    from tlzoo.data.synthetic import opacity_scans
-
-    x, y = opacity_scans(n, size, seed, contrast=60)
-    x = np.clip(0.6 * x.astype(np.float32) + 30, 0, 255).astype(np.uint8)
-    if channels == 3:
-        x = np.repeat(x, 3, axis=-1)
-    np.savez_compressed(path, images=x, labels=y)  # labels present, and ignored
-    return path
-
 
 # ---------------------------------------------------------------- runs
 
@@ -50,7 +37,7 @@ def _check_saved_run(run_dir: Path) -> dict:
 def test_coral_run(tmp_path, scans_npz):
     from tlzoo.train.recipe import adapt
 
-    target = _shifted_npz(tmp_path / "target.npz")
+    target = shifted_npz(tmp_path / "target.npz")
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), backbone="small_cnn",
                                domain_adaptation="coral", target_data=str(target), da_weight=5.0,
                                schedule=_one_stage(1)))
@@ -68,7 +55,7 @@ def test_coral_run(tmp_path, scans_npz):
 def test_dann_run(tmp_path, scans_npz):
     from tlzoo.train.recipe import adapt
 
-    target = _shifted_npz(tmp_path / "target.npz", size=40)  # another size: fine, the model resizes
+    target = shifted_npz(tmp_path / "target.npz", size=40)  # another size: fine, the model resizes
     result = adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), backbone="small_cnn",
                                domain_adaptation="dann", target_data=str(target), schedule=_one_stage(2)))
     config = _check_saved_run(result.run_dir)

@@ -2,31 +2,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from support import fast_config
-from tlzoo.data.synthetic import opacity_scans
-
-
-def _two_task_npz(path: Path, n: int = 200, size: int = 32) -> Path:
-    """Opacity scans: task `finding` (all images) and `exposure` (dark / bright), whose label only
-    the images with a finding have (-1 elsewhere)."""
-    x, y = opacity_scans(n, size, seed=3, contrast=70)
-    bright = np.random.default_rng(1).random(n) < 0.5
-    x = np.where(bright[:, None, None, None], np.clip(x.astype(int) + 90, 0, 255), x // 2).astype(np.uint8)
-    exposure = np.where(y == 1, bright.astype(int), -1)
-    np.savez(path, images=x, labels=y, class_names=np.array(["clear", "opacity"]), exposure=exposure)
-    return path
+from support import fast_config, two_task_npz
 
 
 def test_multitask_run_trains_both_heads_and_exports_named_outputs(tmp_path, weights_dir):
     from tlzoo.deploy.export import export, verify
     from tlzoo.train.recipe import adapt, evaluate, load_model
 
-    data = _two_task_npz(tmp_path / "two.npz")
+    data = two_task_npz(tmp_path / "two.npz")
     tasks = [{"name": "finding", "kind": "binary"},
              {"name": "exposure", "kind": "binary", "labels": "exposure", "classes": {"0": "dark", "1": "bright"},
               "loss_weight": 0.5}]

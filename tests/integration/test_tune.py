@@ -12,19 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tune_support import SMALL, tune_config, write_space
 
-from tlzoo.analysis.tune import TuneConfig, tune
+from tlzoo.analysis.tune import tune
 from tlzoo.errors import ConfigError
 from tlzoo.train.recipe import AdaptConfig, adapt
-
-SMALL = {"backbone": ["small_cnn"], "epochs": 2, "learning_rate": {"min": 0.003, "max": 0.03, "sampling": "log"}}
-
-
-def _cfg(data: Path, out: Path, **kw) -> TuneConfig:
-    base = dict(plugin="medical-imaging", data=str(data), out=str(out), max_trials=3, weights=None, input_size=32,
-                space={**SMALL, "unfreeze_groups": [0]}, verbose=0)
-    base.update(kw)
-    return TuneConfig(**base)
 
 
 def _events(out: Path) -> list[dict]:
@@ -33,8 +25,8 @@ def _events(out: Path) -> list[dict]:
 
 
 def test_cached_path_matches_naive_and_writes_results(scans_npz: Path, tmp_path: Path) -> None:
-    cached = tune(_cfg(scans_npz, tmp_path / "cached"))
-    naive = tune(_cfg(scans_npz, tmp_path / "naive", cache=False))
+    cached = tune(tune_config(scans_npz, tmp_path / "cached"))
+    naive = tune(tune_config(scans_npz, tmp_path / "naive", cache=False))
     assert [t["path"] for t in cached.trials] == ["cached"] * 3 and [t["path"] for t in naive.trials] == ["naive"] * 3
     # Same seed -> same trials, same head initialisation and data order: the same objective per trial.
     assert [t["learning_rate"] for t in cached.trials] == [t["learning_rate"] for t in naive.trials]
@@ -50,18 +42,18 @@ def test_cached_path_matches_naive_and_writes_results(scans_npz: Path, tmp_path:
 
     # Re-running the same search continues it: nothing is re-run.
     n_events = len(_events(tmp_path / "cached"))
-    again = tune(_cfg(scans_npz, tmp_path / "cached"))
+    again = tune(tune_config(scans_npz, tmp_path / "cached"))
     assert len(_events(tmp_path / "cached")) == n_events and again.best["trial"] == cached.best["trial"]
     # A different search in the same directory is refused, unless asked to overwrite.
     with pytest.raises(ConfigError, match=r"different search \(differs in \['space'\]\)"):
-        tune(_cfg(scans_npz, tmp_path / "cached", space={**SMALL, "unfreeze_groups": [0], "epochs": 3}))
-    tune(_cfg(scans_npz, tmp_path / "cached", max_trials=1, overwrite=True))
+        tune(tune_config(scans_npz, tmp_path / "cached", space={**SMALL, "unfreeze_groups": [0], "epochs": 3}))
+    tune(tune_config(scans_npz, tmp_path / "cached", max_trials=1, overwrite=True))
     assert len(_events(tmp_path / "cached")) == 2  # one start, one end: the old search is gone
 
 
 def test_unfrozen_trials_run_the_adapt_recipe(scans_npz: Path, tmp_path: Path) -> None:
     space = {**SMALL, "unfreeze_groups": [1], "head_epochs": 1, "epochs": 1, "augment_strength": [0.5]}
-    result = tune(_cfg(scans_npz, tmp_path / "s", max_trials=1, space=space))
+    result = tune(tune_config(scans_npz, tmp_path / "s", max_trials=1, space=space))
     (row,) = result.trials
     assert row["path"] == "recipe" and np.isfinite(row["val_auc"])
     run = tmp_path / "s" / "tuner" / "trial_0" / "run"
@@ -85,20 +77,13 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _write_space(path: Path, **entries) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(entries))
-    return path
-
-
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
     from tlzoo.data.synthetic import write_opacity_npz
 
     # Enough images that a naive epoch (backbone over every image) takes a while: the kill lands mid-trial.
     data = write_opacity_npz(tmp_path / "scans.npz", n_train=1500, n_val=200, n_test=64, size=32, contrast=60)
-    space = _write_space(tmp_path / "space.yaml", backbone=["small_cnn"], unfreeze_groups=[0], epochs=6,
-                         learning_rate={"min": 0.003, "max": 0.03, "sampling": "log"})
+    space = write_space(tmp_path / "space.yaml", backbone=["small_cnn"], unfreeze_groups=[0], epochs=6,
+                        learning_rate={"min": 0.003, "max": 0.03, "sampling": "log"})
     out = tmp_path / "search"
     args = ["--plugin", "medical-imaging", "--data", str(data), "--out", str(out), "--max-trials", "2",
             "--weights", "none", "--input-size", "32", "--space", str(space), "--no-cache"]
@@ -140,7 +125,7 @@ def _free_port() -> int:
 
 
 def test_distributed_chief_and_two_workers(scans_npz: Path, tmp_path: Path) -> None:
-    space = _write_space(tmp_path / "space.yaml", **{**SMALL, "unfreeze_groups": [0]})
+    space = write_space(tmp_path / "space.yaml", **{**SMALL, "unfreeze_groups": [0]})
     out = tmp_path / "search"
     oracle = f"127.0.0.1:{_free_port()}"
     common = ["--plugin", "medical-imaging", "--data", str(scans_npz), "--out", str(out), "--max-trials", "4",

@@ -1,48 +1,17 @@
 """``tlzoo weights list|verify|import|fetch``: what this machine has, pins, and the mirror."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-
+from support import cli_json
 from tlzoo.cli.main import main
-from tlzoo.zoo import build_backbone, list_backbones
+from tlzoo.zoo import list_backbones
 from tlzoo.zoo.keras_weight_files import KERAS_WEIGHT_FILES
-from tlzoo.zoo.weights import save_keras_h5
 
 V1_FILE = "mobilenet_2_5_224_tf_no_top.h5"
 V2_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
-    monkeypatch.setenv("TLZOO_OFFLINE", "1")
-    monkeypatch.delenv("TFHUB_CACHE_DIR", raising=False)
-
-
-@pytest.fixture
-def mirror(monkeypatch, tmp_path, clean_env) -> Path:
-    d = tmp_path / "mirror"
-    monkeypatch.setenv("TLZOO_WEIGHTS_DIR", str(d))
-    return d
-
-
-@pytest.fixture
-def made_v1(tmp_path) -> Path:
-    """A genuine (random) mobilenet_025 weights file, saved as Keras lays it out."""
-    model, _, _ = build_backbone("mobilenet_025", None, (224, 224, 3))
-    return save_keras_h5(model, tmp_path / "v1.h5")
-
-
-def _json(capsys, argv):
-    code = main(argv)
-    return code, json.loads(capsys.readouterr().out)
-
-
 def test_list_shows_what_this_offline_machine_has(weights_dir, clean_env, capsys):
-    code, entries = _json(capsys, ["weights", "list", "--json"])
+    code, entries = cli_json(capsys, ["weights", "list", "--json"])
     assert code == 0
     by_name = {e["backbone"]: e for e in entries}
     hub_names = list_backbones("hub_*")

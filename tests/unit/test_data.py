@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from support import uint8_images
 from tlzoo.data import (
     make_dataset,
     read_folder,
@@ -12,15 +13,11 @@ from tlzoo.data import (
 from tlzoo.errors import DataError
 
 
-def _images(n, size=8, c=1, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, c), dtype=np.uint8)
-
-
 def test_medmnist_layout_keeps_official_splits(tmp_path):
     path = tmp_path / "m.npz"
-    np.savez(path, train_images=_images(20)[..., 0], train_labels=(np.arange(20) % 2)[:, None],
-             val_images=_images(6)[..., 0], val_labels=(np.arange(6) % 2)[:, None],
-             test_images=_images(8)[..., 0], test_labels=(np.arange(8) % 2)[:, None])
+    np.savez(path, train_images=uint8_images(20)[..., 0], train_labels=(np.arange(20) % 2)[:, None],
+             val_images=uint8_images(6)[..., 0], val_labels=(np.arange(6) % 2)[:, None],
+             test_images=uint8_images(8)[..., 0], test_labels=(np.arange(8) % 2)[:, None])
     d = read_npz(path)
     assert (len(d.train), len(d.val), len(d.test)) == (20, 6, 8)
     assert d.train.x.shape == (20, 8, 8, 1) and d.train.y.shape == (20,)
@@ -30,7 +27,7 @@ def test_medmnist_layout_keeps_official_splits(tmp_path):
 def test_images_labels_layout_is_split_stratified_and_seeded(tmp_path):
     path = tmp_path / "il.npz"
     y = np.array([0] * 80 + [1] * 20)
-    np.savez(path, images=_images(100), labels=y, class_names=np.array(["ok", "bad"]))
+    np.savez(path, images=uint8_images(100), labels=y, class_names=np.array(["ok", "bad"]))
     a, b, c = read_npz(path, seed=1), read_npz(path, seed=1), read_npz(path, seed=2)
     assert (len(a.train), len(a.val), len(a.test)) == (70, 10, 20)
     assert np.bincount(a.test.y).tolist() == [16, 4]  # the 80/20 ratio in every split
@@ -42,7 +39,7 @@ def test_images_labels_layout_is_split_stratified_and_seeded(tmp_path):
 def test_subsample_labels_stratified_and_seeded():
     from tlzoo.data import Split
 
-    s = Split(_images(200), np.array([0] * 150 + [1] * 50))
+    s = Split(uint8_images(200), np.array([0] * 150 + [1] * 50))
     sub = subsample_labels(s, fraction=0.1, seed=3)
     assert np.bincount(sub.y).tolist() == [15, 5]
     assert np.array_equal(sub.x, subsample_labels(s, fraction=0.1, seed=3).x)
@@ -59,7 +56,7 @@ def test_class_folders(tmp_path):
     for cls, n in (("normal", 12), ("pneumonia", 8)):
         (tmp_path / "scans" / cls).mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(_images(1, 16, seed=i)[0, ..., 0]).save(tmp_path / "scans" / cls / f"{i}.png")
+            Image.fromarray(uint8_images(1, 16, seed=i)[0, ..., 0]).save(tmp_path / "scans" / cls / f"{i}.png")
     d = read_folder(tmp_path / "scans", val_fraction=0.25, test_fraction=0.25)
     assert d.class_names == ["normal", "pneumonia"]
     assert len(d.train) + len(d.val) + len(d.test) == 20
@@ -82,7 +79,7 @@ def test_bad_sources(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"garbage")
     with pytest.raises(DataError, match="cannot read"):
         read_source(str(tmp_path / "x.npz"))
-    np.savez(tmp_path / "k.npz", pictures=_images(4))
+    np.savez(tmp_path / "k.npz", pictures=uint8_images(4))
     with pytest.raises(DataError, match="expected keys"):
         read_npz(tmp_path / "k.npz")
     np.savez(tmp_path / "rank.npz", images=np.zeros((4, 2, 2, 2, 2)), labels=np.zeros(4))
@@ -93,7 +90,7 @@ def test_bad_sources(tmp_path):
 def test_pipeline_augments_only_training_batches():
     from tlzoo.data import Split
 
-    s = Split(_images(8).astype(np.float32), np.arange(8) % 2)
+    s = Split(uint8_images(8).astype(np.float32), np.arange(8) % 2)
     marker = lambda x: x * 0 - 1.0  # noqa: E731
     train = next(iter(make_dataset(s, batch_size=8, training=True, augment=marker)))[0].numpy()
     evals = next(iter(make_dataset(s, batch_size=8, training=False, augment=marker)))[0].numpy()

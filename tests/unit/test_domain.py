@@ -2,27 +2,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from support import fast_config
+from support import fast_config, shifted_npz
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.extensions import domain_adaptation as domain
-
-
-def _shifted_npz(path: Path, n: int = 64, size: int = 32, channels: int = 1, seed: int = 5) -> Path:
-    """Unlabelled "other device" images: the same kind of scans, darker and lower in contrast."""
-    from tlzoo.data.synthetic import opacity_scans
-
-    x, y = opacity_scans(n, size, seed, contrast=60)
-    x = np.clip(0.6 * x.astype(np.float32) + 30, 0, 255).astype(np.uint8)
-    if channels == 3:
-        x = np.repeat(x, 3, axis=-1)
-    np.savez_compressed(path, images=x, labels=y)  # labels present, and ignored
-    return path
-
 
 # ---------------------------------------------------------------- mechanics
 
@@ -179,7 +165,7 @@ def test_bad_options_fail_before_training(tmp_path, scans_npz, kwargs, error, ma
 def test_channel_and_label_space_mismatch(tmp_path, scans_npz):
     from tlzoo.train.recipe import adapt
 
-    rgb = _shifted_npz(tmp_path / "rgb.npz", channels=3)
+    rgb = shifted_npz(tmp_path / "rgb.npz", channels=3)
     with pytest.raises(DataError, match="3 channel.*source data 1.*Height and width may differ"):
         adapt(fast_config(data=str(scans_npz), out=str(tmp_path / "run"), domain_adaptation="coral",
                           target_data=str(rgb)))

@@ -1,16 +1,13 @@
 """Multi-task heads: label derivation, masked losses and metrics, a run, its export."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from support import fast_config
+from support import fast_config, two_task_npz
 from tlzoo.data import DataSplits, Split
-from tlzoo.data.synthetic import opacity_scans
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.model.multitask import MaskedAUC, MaskedTaskLoss, parse_tasks, task_labels
 
@@ -91,21 +88,10 @@ def test_masked_metric_counts_labelled_samples_only():
     assert float(m.result()) == pytest.approx(1.0)
 
 
-def _two_task_npz(path: Path, n: int = 200, size: int = 32) -> Path:
-    """Opacity scans: task `finding` (all images) and `exposure` (dark / bright), whose label only
-    the images with a finding have (-1 elsewhere)."""
-    x, y = opacity_scans(n, size, seed=3, contrast=70)
-    bright = np.random.default_rng(1).random(n) < 0.5
-    x = np.where(bright[:, None, None, None], np.clip(x.astype(int) + 90, 0, 255), x // 2).astype(np.uint8)
-    exposure = np.where(y == 1, bright.astype(int), -1)
-    np.savez(path, images=x, labels=y, class_names=np.array(["clear", "opacity"]), exposure=exposure)
-    return path
-
-
 def test_multitask_refuses_what_it_cannot_do(tmp_path):
     from tlzoo.train.recipe import adapt
 
-    data = _two_task_npz(tmp_path / "two.npz", n=60)
+    data = two_task_npz(tmp_path / "two.npz", n=60)
     with pytest.raises(DataError, match="reads labels from 'site'"):
         adapt(fast_config(data=str(data), out=str(tmp_path / "r"), tasks=[TASKS[0], {"name": "s", "kind": "binary",
                                                                                        "labels": "site"}]))

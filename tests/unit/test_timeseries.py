@@ -1,10 +1,9 @@
 """Time-series backbones, the timeseries-fraud plugin, `tlzoo pretrain` and their round trip."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from timeseries_support import event_table
 
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.plugin import get_plugin
@@ -17,22 +16,6 @@ from tlzoo.zoo import (
 )
 
 TS_BACKBONES = ["ts_fcn", "ts_inception", "ts_resnet", "ts_transformer"]
-
-
-def event_table(path: Path, n: int = 600, f: int = 4, seed: int = 0, accounts: int = 0, **override) -> Path:
-    """Events with a learnable fraud signal: frauds (10%) have shifted first two features."""
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n) < 0.1).astype(np.int64)
-    x = rng.normal(size=(n, f))
-    x[:, :2] += 2.5 * y[:, None]
-    x[:, -1] = np.abs(x[:, -1]) * 100  # an "amount" on another scale
-    arrays = {"features": x, "labels": y, "time": np.arange(n, dtype=float),
-              "feature_names": np.array([f"v{i}" for i in range(f - 1)] + ["amount"])}
-    if accounts:
-        arrays["account"] = rng.integers(0, accounts, n)
-    arrays.update(override)
-    np.savez(path, **arrays)
-    return path
 
 
 # ---------------------------------------------------------------- backbones

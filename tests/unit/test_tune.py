@@ -4,20 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tune_support import tune_config, write_space
 
-from tlzoo.analysis.tune import TuneConfig, resolve_space, tune
+from tlzoo.analysis.tune import resolve_space, tune
 from tlzoo.cli.main import main as cli_main
 from tlzoo.errors import ConfigError, TlzooError
 from tlzoo.plugin import get_plugin
-
-SMALL = {"backbone": ["small_cnn"], "epochs": 2, "learning_rate": {"min": 0.003, "max": 0.03, "sampling": "log"}}
-
-
-def _cfg(data: Path, out: Path, **kw) -> TuneConfig:
-    base = dict(plugin="medical-imaging", data=str(data), out=str(out), max_trials=3, weights=None, input_size=32,
-                space={**SMALL, "unfreeze_groups": [0]}, verbose=0)
-    base.update(kw)
-    return TuneConfig(**base)
 
 
 def test_space_defaults_overrides_and_bad_input(scans_npz: Path, tmp_path: Path, capsys) -> None:
@@ -35,23 +27,18 @@ def test_space_defaults_overrides_and_bad_input(scans_npz: Path, tmp_path: Path,
     with pytest.raises(TlzooError, match="did you mean"):
         resolve_space(plugin, {"backbone": ["mobilenet_v3"]})
     with pytest.raises(ConfigError, match="'val_f1' is not reported"):
-        tune(_cfg(scans_npz, tmp_path / "s", objective="val_f1"))
+        tune(tune_config(scans_npz, tmp_path / "s", objective="val_f1"))
     with pytest.raises(ConfigError, match="unknown tuner"):
-        tune(_cfg(scans_npz, tmp_path / "s", tuner="grid"))
+        tune(tune_config(scans_npz, tmp_path / "s", tuner="grid"))
     assert not (tmp_path / "s").exists()  # nothing written for a refused search
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="holds no tlzoo search"):
-        tune(_cfg(scans_npz, tmp_path / "other"))
+        tune(tune_config(scans_npz, tmp_path / "other"))
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
-    bad = _write_space(tmp_path / "bad.yaml", unfreeze_groups=[])
+    bad = write_space(tmp_path / "bad.yaml", unfreeze_groups=[])
     code = cli_main(["tune", "--plugin", "medical-imaging", "--data", str(scans_npz), "--out", str(tmp_path / "c"),
                      "--space", str(bad)])
     assert code == 2 and "'unfreeze_groups' has an empty choice []: no valid point" in capsys.readouterr().err
 
 
-def _write_space(path: Path, **entries) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(entries))
-    return path

@@ -1,46 +1,20 @@
 """``tlzoo weights list|verify|import|fetch``: what this machine has, pins, and the mirror."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from support import cli_json
 from tlzoo.cli.main import main
 from tlzoo.errors import WeightsError
 from tlzoo.zoo import build_backbone
 from tlzoo.zoo.hub import cache_key
 from tlzoo.zoo.keras_weight_files import KERAS_WEIGHT_FILES
-from tlzoo.zoo.weights import save_keras_h5, sha256_of
+from tlzoo.zoo.weights import sha256_of
 
 V1_FILE = "mobilenet_2_5_224_tf_no_top.h5"
-
-
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
-    monkeypatch.setenv("TLZOO_OFFLINE", "1")
-    monkeypatch.delenv("TFHUB_CACHE_DIR", raising=False)
-
-
-@pytest.fixture
-def mirror(monkeypatch, tmp_path, clean_env) -> Path:
-    d = tmp_path / "mirror"
-    monkeypatch.setenv("TLZOO_WEIGHTS_DIR", str(d))
-    return d
-
-
-@pytest.fixture
-def made_v1(tmp_path) -> Path:
-    """A genuine (random) mobilenet_025 weights file, saved as Keras lays it out."""
-    model, _, _ = build_backbone("mobilenet_025", None, (224, 224, 3))
-    return save_keras_h5(model, tmp_path / "v1.h5")
-
-
-def _json(capsys, argv):
-    code = main(argv)
-    return code, json.loads(capsys.readouterr().out)
 
 
 def test_file_table_is_what_keras_asks_for():
@@ -74,7 +48,7 @@ def test_import_pins_and_verify_catches_a_changed_file(mirror, made_v1, capsys):
     assert sha256_of(placed) == digest
     assert f"{digest}  {V1_FILE}" in (mirror / "SHA256SUMS").read_text().splitlines()
     capsys.readouterr()
-    code, results = _json(capsys, ["weights", "verify", "--json"])
+    code, results = cli_json(capsys, ["weights", "verify", "--json"])
     assert code == 0 and [(r["backbone"], r["status"]) for r in results] == [("mobilenet_025", "ok")]
     # the backbone now builds from the mirror, and the weights are the imported ones
     model, _, record = build_backbone("mobilenet_025", "imagenet", (96, 96, 3))
@@ -82,7 +56,7 @@ def test_import_pins_and_verify_catches_a_changed_file(mirror, made_v1, capsys):
     data = bytearray(placed.read_bytes())  # damage the mirrored copy: one byte
     data[len(data) // 2] ^= 0xFF
     placed.write_bytes(bytes(data))
-    code, results = _json(capsys, ["weights", "verify", "--json"])
+    code, results = cli_json(capsys, ["weights", "verify", "--json"])
     assert code == 1 and results[0]["status"] == "mismatch"
     with pytest.raises(WeightsError, match="sha256 mismatch"):
         build_backbone("mobilenet_025", "imagenet", (96, 96, 3))
@@ -117,7 +91,7 @@ def test_hub_savedmodel_import_into_the_mirror_and_tfhub_cache(mirror, tmp_path,
     assert f"{record.sha256}  hub/{cache_key(handle)}" in (mirror / "SHA256SUMS").read_text()
     np.testing.assert_allclose(np.asarray(model(np.ones((1, 32, 32, 3), "float32"))), [[12, 15, 18, 21]])
     capsys.readouterr()
-    code, results = _json(capsys, ["weights", "verify", "hub_*", "--json"])
+    code, results = cli_json(capsys, ["weights", "verify", "hub_*", "--json"])
     assert code == 0 and [(r["backbone"], r["status"], r["source"]) for r in results] == [
         ("hub_mobilenet_v2_100", "ok", "mirror")]
 
