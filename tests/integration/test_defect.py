@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from defect_support import write_tiles_npz
 
+from defect_support import write_tiles_npz
 from tlzoo.errors import ConfigError
 
 

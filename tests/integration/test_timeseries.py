@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from timeseries_support import event_table
 
+from timeseries_support import event_table
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.zoo import (
     build_backbone,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tune_support import SMALL, tune_config, write_space
 
 from tlzoo.analysis.tune import tune
 from tlzoo.errors import ConfigError
 from tlzoo.train.recipe import AdaptConfig, adapt
+from tune_support import SMALL, tune_config, write_space
 
 
 def _events(out: Path) -> list[dict]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from defect_support import textures, write_tiles_npz
 
+from defect_support import textures, write_tiles_npz
 from tlzoo.errors import ConfigError, DataError
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from timeseries_support import event_table
 
+from timeseries_support import event_table
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.plugin import get_plugin
 from tlzoo.zoo import (

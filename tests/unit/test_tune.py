@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tune_support import tune_config, write_space
 
 from tlzoo.analysis.tune import resolve_space, tune
 from tlzoo.cli.main import main as cli_main
 from tlzoo.errors import ConfigError, TlzooError
 from tlzoo.plugin import get_plugin
+from tune_support import tune_config, write_space
 
 
 def test_space_defaults_overrides_and_bad_input(scans_npz: Path, tmp_path: Path, capsys) -> None:
