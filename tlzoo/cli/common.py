@@ -29,9 +29,12 @@ def options(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+NONE_WORDS = ("none", "None")  # `--weights none`: random initialisation
+
+
 def weights_arg(value: str | None) -> str | None:
     """``--weights none`` -> None (random init)."""
-    return None if value in ("none", "None") else value
+    return None if value in NONE_WORDS else value
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:

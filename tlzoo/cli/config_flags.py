@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tlzoo.cli.common import NONE_WORDS, weights_arg
 from tlzoo.train.config import FIELDS, SCHEDULE_FLAGS
 
 _TYPES = {"int": int, "float": float, "str": str, "path": str, "data": str}
 _METAVARS = {"int": "N", "float": "X", "str": "NAME", "path": "PATH", "data": "SOURCE"}
-NONE_WORDS = ("none", "None")  # `--weights none`: random initialisation
 
 
 def flag_name(name: str) -> str:
@@ -57,8 +57,7 @@ def config_overrides(args: argparse.Namespace, *, exclude: tuple[str, ...] = ())
 
 def apply_none_words(cfg: Any) -> Any:
     """``--weights none`` means None (random initialisation), even over a config file's weights."""
-    if cfg.weights in NONE_WORDS:
-        cfg.weights = None
+    cfg.weights = weights_arg(cfg.weights)
     return cfg
 
 

@@ -48,6 +48,7 @@ class Run:
     extensions: list[Extension] = field(default_factory=list)
     data: DataSplits | None = None
     num_classes: int = 0
+    class_weight: Any = None  # the plugin's, from the training labels
     input_size: int | None = None
     augment: Any = None
     backbone: Any = None

@@ -12,14 +12,10 @@ LOG_DIR = "tensorboard"
 
 def group_learning_rates(run: Run, stage: Any, lr: float) -> dict[str, float]:
     """The learning rate of each layer group and of the head at the stage's current base rate ``lr``."""
-    from tlzoo.train.schedule import trainable_groups
+    from tlzoo.train.schedule import group_multipliers
 
-    active = trainable_groups(run.groups, stage)
-    rates = {g.name: 0.0 for g in run.groups}
-    for i, g in enumerate(active):  # the top trainable group gets lr_decay, the next lr_decay**2 ...
-        rates[g.name] = lr * stage.lr_decay ** (len(active) - i)
-    rates["head"] = lr
-    return rates
+    multipliers = group_multipliers(run.groups, stage)
+    return {**{g.name: lr * multipliers.get(g.name, 0.0) for g in run.groups}, "head": lr}
 
 
 class TensorBoard(Extension):

@@ -151,13 +151,7 @@ class AdaptConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, validate: bool = True) -> "AdaptConfig":
         """From sections or from the flat keys of earlier versions (and of ``tlzoo.adapt(**kwargs)``)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"a configuration is a mapping of sections, got {type(data).__name__}")
-        flat = _flatten(data) if is_sectioned(data) else dict(data)
-        unknown = sorted(set(flat) - FIELDS.keys())
-        if unknown:
-            raise ConfigError("; ".join(_unknown_key(k) for k in unknown))
-        cfg = cls(**flat)
+        cfg = cls(**_flat_fields(data))
         if validate:
             cfg.validate()
         return cfg
@@ -167,17 +161,11 @@ class AdaptConfig:
         """A YAML file (a run's config.yaml too: its inputs are under ``adapt``); ``overrides`` are flat
         field values (None = not given)."""
         raw = read_yaml(Path(path)) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{str(path)!r}: expected a mapping of sections, got {type(raw).__name__}")
-        section = raw.get("adapt", raw)
-        flat = _flatten(section) if is_sectioned(section) else dict(section)
-        unknown = sorted(set(flat) - FIELDS.keys())
-        if unknown:
-            raise ConfigError(f"{str(path)!r}: " + "; ".join(_unknown_key(k) for k in unknown))
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if "schedule" in given and isinstance(flat.get("schedule"), dict) and not _has_kind(given["schedule"]):
-            given["schedule"] = {**flat["schedule"], **given["schedule"]}  # flags adjust the file's schedule
         try:
+            flat = _flat_fields(raw.get("adapt", raw) if isinstance(raw, dict) else raw)
+            given = {k: v for k, v in overrides.items() if v is not None}
+            if "schedule" in given and isinstance(flat.get("schedule"), dict) and not _has_kind(given["schedule"]):
+                given["schedule"] = {**flat["schedule"], **given["schedule"]}  # flags adjust the file's schedule
             return cls.from_dict({**flat, **given})
         except ConfigError as exc:
             raise ConfigError(f"{str(path)!r}: {exc}") from None
@@ -262,6 +250,18 @@ def is_sectioned(data: dict[str, Any]) -> bool:
         return True
     return any(isinstance(data.get(s), dict) or (s in data and data[s] is None and s in _SWITCHES)
                for s in EXTENSION_ON)
+
+
+def _flat_fields(data: Any) -> dict[str, Any]:
+    """A configuration mapping (sections, or flat keys) as field values; unknown keys named with where they
+    belong."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a configuration is a mapping of sections, got {type(data).__name__}")
+    flat = _flatten(data) if is_sectioned(data) else dict(data)
+    unknown = sorted(set(flat) - FIELDS.keys())
+    if unknown:
+        raise ConfigError("; ".join(_unknown_key(k) for k in unknown))
+    return flat
 
 
 def _flatten(sections: dict[str, Any]) -> dict[str, Any]:

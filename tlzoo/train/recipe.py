@@ -169,6 +169,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
         return recipe(cfg)
     exts, dist = run.extensions, run.dist
     run.data, run.num_classes = prepare_data(cfg, plugin, run)
+    run.class_weight = plugin.class_weights(run.data.train.y, run.num_classes)
     for ext in exts:
         ext.prepare(run)
     fit_model, weights_record = _build(run)
@@ -322,7 +323,7 @@ def _resolved(run: Run, weights_record: Any) -> dict[str, Any]:
             "source": "random" if cfg.weights is None else cfg.weights,
             **({"lineage": spec.weights_info(cfg.weights).dataset} if spec.weights_info(str(cfg.weights)) else {})},
         "data": {**run.data.summary(), "fingerprint": run.data.fingerprint()},
-        "class_weight": run.plugin.class_weights(run.data.train.y, run.num_classes),
+        "class_weight": run.class_weight,
         "environment": environment(),
     }
     for ext in run.extensions:
@@ -375,7 +376,7 @@ def _compile_stage(run: Run, fit_model: Any, index: int, stage: Stage, steps: in
 
 def _fit_stage(run: Run, fit_model: Any, train_ds: Any, val_ds: Any, dist_data: Any, stage: Stage,
                initial_epoch: int, callbacks: list[Any]) -> None:
-    class_weight = run.plugin.class_weights(run.data.train.y, run.num_classes)
+    class_weight = run.class_weight
     if run.dist.uses_fit:
         fit_model.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, initial_epoch=initial_epoch,
                       class_weight=class_weight, callbacks=callbacks, shuffle=False,

@@ -217,6 +217,13 @@ def trainable_groups(groups: Sequence[LayerGroup], stage: Stage) -> list[LayerGr
     return list(groups[len(groups) - n :]) if n else []
 
 
+def group_multipliers(groups: Sequence[LayerGroup], stage: Stage) -> dict[str, float]:
+    """Learning-rate multiplier of each trainable group: the top one gets ``lr_decay``, the next
+    ``lr_decay**2``, ... (groups the stage keeps frozen are absent)."""
+    active = trainable_groups(groups, stage)
+    return {g.name: stage.lr_decay ** (len(active) - i) for i, g in enumerate(active)}
+
+
 def apply_stage(
     backbone: keras.Model, groups: Sequence[LayerGroup], stage: Stage
 ) -> dict[str, float]:
@@ -225,11 +232,9 @@ def apply_stage(
     Returns learning-rate multipliers by variable path for the trainable backbone variables
     (variables not listed, i.e. the head, train at the stage's full learning rate).
     """
-    active = trainable_groups(groups, stage)
-    # Multiplier per group: the top trainable group gets lr_decay, the next lr_decay**2, ...
-    group_mult = {g.name: stage.lr_decay ** (len(active) - i) for i, g in enumerate(active)}
+    group_mult = group_multipliers(groups, stage)
     layer_group = {name: g.name for g in groups for name in g.layers}
-    backbone.trainable = bool(active)
+    backbone.trainable = bool(group_mult)
     multipliers: dict[str, float] = {}
     for layer in backbone.layers:
         if callable(getattr(layer, "member_variables", None)):
