@@ -42,7 +42,7 @@ _API: dict[str, str] = {
     "TuneConfig": "tlzoo.analysis.tune",
     "TuneResult": "tlzoo.analysis.tune",
     "tune": "tlzoo.analysis.tune",
-    "ExportFormat": "tlzoo.deploy.export",
+    "ExportFormat": "tlzoo.deploy.formats",
     "ExportResult": "tlzoo.deploy.export",
     "export": "tlzoo.deploy.export",
     "load_export": "tlzoo.deploy.export",
@@ -83,12 +83,12 @@ if TYPE_CHECKING:  # the names, for type checkers and IDEs
     from tlzoo.analysis.rank import RankResult, rank  # noqa: F401
     from tlzoo.analysis.tune import TuneConfig, TuneResult, tune  # noqa: F401
     from tlzoo.deploy.export import (  # noqa: F401
-        ExportFormat,
         ExportResult,
         export,
         load_export,
         verify,
     )
+    from tlzoo.deploy.formats import ExportFormat  # noqa: F401
     from tlzoo.deploy.predict import PredictResult, predict  # noqa: F401
     from tlzoo.errors import TlzooError  # noqa: F401
     from tlzoo.extensions.forgetting import DriftMonitor, linear_cka  # noqa: F401

@@ -111,7 +111,9 @@ def run_anomaly(cfg: Any, plugin: Any) -> Any:
         metrics = {
             "test": test,
             "val": {"n": len(data.val), "false_alarm_rate": float((val_scores >= threshold).mean()),
-                    "threshold": threshold, "max_false_alarm": max_fa},
+                    "threshold": threshold, "max_false_alarm": max_fa,
+                    # the exports' normalised score maps [min, max] around the threshold (tlzoo.deploy.contract)
+                    "score_min": float(val_scores.min()), "score_max": float(val_scores.max())},
             "threshold": threshold,
             "bank": detector.describe(),
             "scoring_ms_per_image": round(per_image_ms, 2),

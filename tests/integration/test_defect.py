@@ -80,7 +80,13 @@ def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path)
         assert all(c[f"{MAP_OUTPUT}_max_abs_diff"] <= 1e-4 for c in exp.parity[fmt]["cases"].values())
     info = json.loads((tmp_path / "export" / "export.json").read_text())
     assert info["contract"]["input"]["dtype"] == "uint8"
-    assert set(info["contract"]["outputs"]) == {"probabilities", "label", MAP_OUTPUT}
+    assert set(info["contract"]["outputs"]) == {"score", "raw_score", "label", MAP_OUTPUT}
+    # the normalised score: the threshold at 0.5, within [0, 1]
+    runner = tlzoo.load_export(tmp_path / "export", "onnx")
+    outputs = runner(_test_images(tiles_npz))
+    assert ((outputs["score"] >= 0.5) == (outputs["raw_score"] >= m["threshold"])).all()
+    assert outputs["score"].min() >= 0 and outputs["score"].max() <= 1
+    np.testing.assert_array_equal(outputs["label"], (outputs["raw_score"] >= m["threshold"]).astype(np.int64))
     assert abs(info["test_metrics"]["onnx"]["roc_auc"] - m["test"]["roc_auc"]) < 1e-6
     import onnx
 
@@ -88,6 +94,8 @@ def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path)
     size = m["bank"]["bank_size"]
     banks = [t for t in proto.graph.initializer if sorted(t.dims) == sorted((size, 192))]
     assert len(banks) == 1 and not [i for i in proto.graph.input if i.name != "image"]  # the bank is a graph constant
+    amap = next(o for o in proto.graph.output if o.name == MAP_OUTPUT)
+    assert all(d.dim_param or d.dim_value for d in amap.type.tensor_type.shape.dim)  # no unnamed dims
 
 
 def _test_images(npz: Path) -> np.ndarray:

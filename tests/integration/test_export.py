@@ -15,6 +15,8 @@ import yaml
 from support import fast_config
 from tlzoo.cli.main import main
 from tlzoo.deploy import export as E
+from tlzoo.deploy import formats
+from tlzoo.deploy.formats import INT8_BOUNDS
 from tlzoo.errors import ConfigError, ExportError, IntegrityError, ParityError
 
 FORMATS = ["savedmodel", "onnx", "tflite", "tflite_int8"]
@@ -67,13 +69,16 @@ def test_every_format_matches_keras(exported, run_dir):
         s = exported.parity[fmt]
         assert s["passed"] and s["max_abs_diff"] <= 1e-4 and s["agreement"] == 1.0, (fmt, s)
         # held-out images (the whole 64-image test split here), a batch of one, the run's batch size
-        assert {c: v["n"] for c, v in s["cases"].items()} == {"heldout_64": 64, "batch_1": 1, "largest_batch_32": 32}
+        assert {c: v["n"] for c, v in s["cases"].items()} == {"heldout_64": 64, "borderline_32": 32, "batch_1": 1,
+                                                            "largest_batch_32": 32}
     assert exported.parity["tflite_int8"]["passed"]
-    assert exported.parity["tflite_int8"]["bounds"] == E.INT8_BOUNDS
+    assert exported.parity["tflite_int8"]["bounds"] == INT8_BOUNDS
 
-    # The contract: raw uint8 [batch, H, W, C] in, probabilities + int64 label out.
+    # The contract: raw uint8 [batch, H, W, C] of any size in, probabilities + int64 label out.
     info = json.loads((out / "export.json").read_text())
-    assert info["contract"]["input"] == {"name": "image", "dtype": "uint8", "shape": [None, 32, 32, 1]}
+    contract_input = info["contract"]["input"]
+    assert {k: contract_input[k] for k in ("name", "dtype", "shape", "model_shape")} == {
+        "name": "image", "dtype": "uint8", "shape": [None, None, None, None], "model_shape": [None, 32, 32, 1]}
     assert info["tlzoo_version"] == "0.1.0" and info["formats"]["onnx"]["opset"] == E.DEFAULT_OPSET
 
     # Test metrics recomputed from ONNX Runtime equal the run's.
@@ -85,7 +90,8 @@ def test_every_format_matches_keras(exported, run_dir):
 
     proto = onnx.load(str(out / "model.onnx"))
     assert [o.name for o in proto.graph.output] == ["label", "probabilities"]
-    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim] == [
+        "batch", "height", "width", "channels"]
     assert any(o.version == E.DEFAULT_OPSET for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
     # Manifest lists every file; verify passes.
@@ -98,10 +104,11 @@ def test_every_format_matches_keras(exported, run_dir):
 def test_runners_agree_on_the_stored_samples(exported):
     x = np.load(exported.out / E.SAMPLE_INPUTS)
     ref = np.load(exported.out / E.SAMPLE_OUTPUTS)["probabilities"]
-    assert x.dtype == np.uint8 and x.shape == (16, 32, 32, 1)
+    # 16 random test images and the 16 nearest the threshold
+    assert x.dtype == np.uint8 and x.shape == (32, 32, 32, 1)
     for fmt in ("savedmodel", "onnx", "tflite"):
         out = E.load_export(exported.out, fmt)(x)
-        assert out["label"].dtype == np.int64 and out["label"].shape == (16,)
+        assert out["label"].dtype == np.int64 and out["label"].shape == (32,)
         np.testing.assert_allclose(out["probabilities"], ref, atol=1e-4)
         np.testing.assert_array_equal(out["label"], (ref[:, 0] >= 0.5).astype(np.int64))
 
@@ -144,7 +151,7 @@ print("served", len(x))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "served 16" in done.stdout
+    assert "served 32" in done.stdout
 
 
 # ---------------------------------------------------------------- the model card
@@ -235,7 +242,7 @@ def test_interrupted_export_leaves_nothing(run_dir, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash while converting to TFLite")
 
-    monkeypatch.setattr(E, "export_tflite", crash)  # after the SavedModel and ONNX files were written
+    monkeypatch.setattr(formats.tflite, "export_tflite", crash)  # after the SavedModel and ONNX files were written
     with pytest.raises(RuntimeError, match="simulated crash"):
         E.export(run_dir, formats=["savedmodel", "onnx", "tflite"], out=out, verbose=0, test_metrics=False)
     assert not out.exists()
@@ -252,7 +259,7 @@ def test_interrupted_export_leaves_nothing(run_dir, tmp_path, monkeypatch):
 
 
 def test_parity_failure_fails_the_export(run_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(E, "FLOAT32_BOUNDS", {"max_abs_diff": -1.0})  # no artefact can meet it
+    monkeypatch.setattr(formats, "FLOAT32_BOUNDS", {"max_abs_diff": -1.0})  # no artefact can meet it
     out = tmp_path / "export"
     with pytest.raises(ParityError, match=r"savedmodel differs from Keras: max abs diff .* > bound -1"):
         E.export(run_dir, formats=["savedmodel"], out=out, verbose=0, test_metrics=False)

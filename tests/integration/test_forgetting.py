@@ -76,7 +76,7 @@ def test_max_drift_stops_training_and_keeps_the_best_weights(scans_npz, tmp_path
     assert result.metrics["best_epoch"] in (1, 2)
     # the model card built from the run states it
     from tlzoo.deploy.card import build_card, render_markdown
-    from tlzoo.deploy.export import Contract
+    from tlzoo.deploy.contract import Contract
     from tlzoo.plugin import get_plugin
 
     contract = Contract(dtype="uint8", shape=[None, 32, 32, 1], task="binary", threshold=0.5, num_outputs=1,

@@ -7,7 +7,7 @@ import json
 
 def test_adapt_reports_subgroups_and_the_card_warns(subsampled_grouped_run):
     from tlzoo.deploy.card import build_card, render_markdown
-    from tlzoo.deploy.export import Contract
+    from tlzoo.deploy.contract import Contract
     from tlzoo.plugin import get_plugin
 
     # the scans with train/val/test_groups site_a, site_b alternating; max_group_gap=0.0, 10 labels per class

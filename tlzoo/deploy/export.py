@@ -1,18 +1,15 @@
-"""Deployment exports of a run directory: SavedModel, ONNX and LiteRT / TFLite, each checked for
-numerical parity with the Keras model, with a model card and a manifest of sha256 hashes.
+"""Deployment exports of a run directory: SavedModel, ONNX and LiteRT / TFLite (``tlzoo.deploy.formats``),
+each checked for parity with the Keras model (``tlzoo.deploy.parity``), with a model card and a
+manifest of sha256 hashes.
 
-Every format takes the same raw input the deployment has (for image plugins: ``uint8`` images
-``[batch, H, W, C]`` at the data's resolution, batch dynamic), does the plugin's preprocessing
-inside (cast, channel handling, resize, the backbone's ``preprocess_input``: all already layers of
-the Keras model) and returns two named outputs:
-
-- ``probabilities`` (float32): the model's head;
-- ``label`` (int64): ``probabilities >= threshold`` for binary / multilabel tasks (the run's
-  threshold from ``metrics.json``), ``argmax`` for multiclass.
+Every format honours one contract (``tlzoo.deploy.contract``): for image plugins, uint8 images of
+any size, gray or RGB, converted and resized inside the graph by the training rule; named outputs
+(``probabilities`` and ``label`` for classifiers; ``score``, ``raw_score``, ``label`` and
+``anomaly_map`` for anomaly detectors).
 
 The export directory is written to a temporary sibling and renamed into place only after every
 format passed its parity check; ``manifest.json`` (written last) lists every file with its sha256.
-``verify`` re-checks the hashes and re-runs parity on the stored sample inputs.
+``verify`` re-checks the hashes and re-runs parity, labels included, on the stored sample inputs.
 
     tlzoo export runs/pneumonia --format savedmodel onnx tflite --out exports/pneumonia
     tlzoo verify exports/pneumonia
@@ -25,26 +22,23 @@ import logging
 import platform
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
-from enum import Enum
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from tlzoo._version import __version__
-from tlzoo.compat import functional_input_structure, patch_tf2onnx
 from tlzoo.data import is_lazy
+from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, Contract, split_outputs
+from tlzoo.deploy.formats import ExportFormat, parse_formats, require, write_format
+from tlzoo.deploy.formats.onnx import DEFAULT_OPSET, check_opset
+from tlzoo.deploy.formats.tflite import tflite_interpreter_class
 from tlzoo.deploy.manifest import check_manifest, write_manifest
-from tlzoo.errors import (
-    ConfigError,
-    DataError,
-    ExportError,
-    IntegrityError,
-    ParityError,
-)
+from tlzoo.deploy.parity import borderline, parity_message, run_parity
+from tlzoo.deploy.runners import KerasRunner, Runner, load_runner
+from tlzoo.errors import ConfigError, DataError, IntegrityError, ParityError
 from tlzoo.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from tlzoo.runs.directory import atomic_dir, read_yaml, write_json
 from tlzoo.train.config import recorded
@@ -61,512 +55,6 @@ CARD_MD = "model_card.md"
 SAMPLE_INPUTS = "samples/inputs.npy"
 SAMPLE_OUTPUTS = "samples/keras_outputs.npz"  # every output of the Keras model on the sample inputs
 EXPORT_SCHEMA = "tlzoo.export/1"
-SIGNATURE = "serving_default"
-INPUT_NAME = "image"
-
-DEFAULT_OPSET = 17
-MIN_OPSET = 13
-
-# Parity bounds against the Keras model, on probabilities.
-FLOAT32_BOUNDS = {"max_abs_diff": 1e-4}
-# Dynamic-range int8 (weights int8, activations quantised on the fly) is not a small perturbation:
-# measured on the PneumoniaMNIST run (MobileNetV2 ImageNet, 96 px, 624 test images) it differed
-# from Keras by max 0.68 / mean 0.043 on probabilities, agreed on 96.0% of the labels, and kept
-# test ROC-AUC at 0.9666 (Keras 0.9673). On the 97 parity inputs: max 0.27, mean 0.04.
-# The bounds are set from that with margin: mean 0.10 is the working gate (a broken conversion,
-# e.g. per-tensor weights, measured mean 0.49 / agreement 33%); max 0.80 only catches gross failure.
-INT8_BOUNDS = {"max_abs_diff": 0.8, "mean_abs_diff": 0.1}
-
-
-class ExportFormat(str, Enum):
-    """The export formats (one exporter function per format)."""
-
-    SAVEDMODEL = "savedmodel"
-    ONNX = "onnx"
-    TFLITE = "tflite"  # LiteRT, float32
-    TFLITE_INT8 = "tflite_int8"  # LiteRT, dynamic-range int8 weights
-
-    @classmethod
-    def parse(cls, value: "str | ExportFormat") -> "ExportFormat":
-        if isinstance(value, cls):
-            return value
-        key = str(value).strip().lower().replace("-", "_")
-        key = {"saved_model": "savedmodel", "litert": "tflite", "litert_int8": "tflite_int8",
-               "tflite_float32": "tflite"}.get(key, key)
-        try:
-            return cls(key)
-        except ValueError:
-            raise ConfigError(
-                f"unknown export format {str(value)!r}; choose from {', '.join(f.value for f in cls)}"
-            ) from None
-
-    @property
-    def artefact(self) -> str:
-        """File (or, for SavedModel, folder) name inside the export directory."""
-        return {"savedmodel": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite",
-                "tflite_int8": "model_int8.tflite"}[self.value]
-
-    @property
-    def precision(self) -> str:
-        return "int8 dynamic-range (weights), float32 activations" if self is ExportFormat.TFLITE_INT8 else "float32"
-
-    @property
-    def bounds(self) -> dict[str, float]:
-        return dict(INT8_BOUNDS if self is ExportFormat.TFLITE_INT8 else FLOAT32_BOUNDS)
-
-
-DEFAULT_FORMATS = (ExportFormat.SAVEDMODEL, ExportFormat.ONNX, ExportFormat.TFLITE)
-
-
-def parse_formats(formats: Iterable["str | ExportFormat"] | str | None) -> list[ExportFormat]:
-    if formats is None:
-        return list(DEFAULT_FORMATS)
-    if isinstance(formats, (str, ExportFormat)):
-        formats = [formats]
-    out: list[ExportFormat] = []
-    for f in formats:
-        fmt = ExportFormat.parse(f)
-        if fmt not in out:
-            out.append(fmt)
-    if not out:
-        raise ConfigError(f"no export format given; choose from {', '.join(f.value for f in ExportFormat)}")
-    return out
-
-
-# ---------------------------------------------------------------- the input / output contract
-
-
-@dataclass
-class Contract:
-    """What every exported format takes and returns."""
-
-    dtype: str  # "uint8" for image data, else "float32"
-    shape: list[int | None]  # [None, H, W, C]
-    task: str
-    threshold: float
-    num_outputs: int
-    class_names: list[str]
-    input_name: str = INPUT_NAME
-    # Further float32 outputs a model returns by name beside "probabilities" (e.g. an anomaly map):
-    # {name: {"dtype": "float32", "shape": [...]}}; passed through and checked for parity too.
-    extra_outputs: dict[str, Any] = field(default_factory=dict)
-    # Multi-task models: one head per task, {name: {"task", "threshold", "num_outputs", "class_names"}};
-    # each returns its probabilities as output NAME and its label as NAME_label (instead of
-    # "probabilities" / "label").
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def heads(self) -> list[tuple[str, str, str, float, int]]:
-        """(probabilities output, label output, task, threshold, number of outputs) per head."""
-        if self.tasks:
-            return [(name, f"{name}_label", t["task"], float(t["threshold"]), int(t["num_outputs"]))
-                    for name, t in self.tasks.items()]
-        return [("probabilities", "label", self.task, float(self.threshold), self.num_outputs)]
-
-    def tensor_spec(self) -> Any:
-        import tensorflow as tf
-
-        return tf.TensorSpec(self.shape, getattr(tf, self.dtype), name=self.input_name)
-
-    def outputs(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for probs, label, task, threshold, k in self.heads():
-            out[probs] = {"dtype": "float32", "shape": [None, k]}
-            out[label] = {"dtype": "int64", "shape": [None, k] if task == "multilabel" else [None],
-                          "rule": label_rule(probs, task, threshold, k)}
-        return {**out, **self.extra_outputs}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": {"name": self.input_name, "dtype": self.dtype, "shape": self.shape},
-                "outputs": self.outputs(), "task": self.task, "threshold": self.threshold,
-                "num_outputs": self.num_outputs, "class_names": self.class_names, "signature": SIGNATURE,
-                **({"tasks": self.tasks} if self.tasks else {})}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Contract":
-        tasks = d.get("tasks") or {}
-        heads = {"probabilities", "label"} | {n for t in tasks for n in (t, f"{t}_label")}
-        return cls(dtype=d["input"]["dtype"], shape=list(d["input"]["shape"]), task=d["task"],
-                   threshold=float(d["threshold"]), num_outputs=int(d["num_outputs"]),
-                   class_names=list(d["class_names"]), input_name=d["input"]["name"],
-                   extra_outputs={k: v for k, v in d.get("outputs", {}).items() if k not in heads}, tasks=tasks)
-
-
-def label_rule(probs: str, task: str, threshold: float, k: int) -> str:
-    if task == "multiclass" or (task == "binary" and k > 1):
-        return f"argmax({probs})"
-    return f"{probs} >= {threshold:g}"
-
-
-def labels_from(probs: np.ndarray, task: str, threshold: float) -> np.ndarray:
-    """A head's label output, computed in numpy exactly as the exported graph does."""
-    probs = np.asarray(probs, np.float32)
-    if task == "multiclass" or (task == "binary" and probs.shape[-1] > 1):
-        return probs.argmax(-1).astype(np.int64)
-    if task == "binary":
-        return (probs[:, 0] >= np.float32(threshold)).astype(np.int64)
-    return (probs >= np.float32(threshold)).astype(np.int64)
-
-
-def head_outputs(out: Any, contract: Contract) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A model's output -> ({probabilities output name: tensor} per head, {other named outputs})."""
-    if contract.tasks:
-        return {name: out[name] for name in contract.tasks}, {k: v for k, v in out.items() if k not in contract.tasks}
-    probs, extras = split_outputs(out)
-    return {"probabilities": probs}, extras
-
-
-def split_outputs(out: Any) -> tuple[Any, dict[str, Any]]:
-    """A model's output -> (probabilities, {other named outputs}); models with one output have none."""
-    if isinstance(out, dict):
-        return out["probabilities"], {k: v for k, v in out.items() if k != "probabilities"}
-    if isinstance(out, (list, tuple)) and len(out) == 1:  # a functional model built with outputs=[...]
-        out = out[0]
-    return out, {}
-
-
-def model_inputs(model: Any, x: Any) -> Any:
-    """``x`` in the structure the functional model was built with (a list of one, usually)."""
-    return [x] if isinstance(functional_input_structure(model), list) else x
-
-
-def serving_function(model: Any, contract: Contract) -> Any:
-    """raw input -> {"probabilities", "label"}: the one function every format exports."""
-    import tensorflow as tf
-
-    def label(probs: Any, task: str, threshold: float, k: int) -> Any:
-        if task == "multiclass" or (task == "binary" and k > 1):
-            return tf.argmax(probs, axis=-1, output_type=tf.int64)
-        if task == "binary":
-            return tf.cast(probs[:, 0] >= tf.constant(threshold, tf.float32), tf.int64)
-        return tf.cast(probs >= tf.constant(threshold, tf.float32), tf.int64)
-
-    def serve(image: Any) -> dict[str, Any]:
-        heads, extras = head_outputs(model(model_inputs(model, tf.cast(image, tf.float32)), training=False), contract)
-        out = {}
-        for probs_name, label_name, task, threshold, k in contract.heads():
-            out[probs_name] = tf.cast(heads[probs_name], tf.float32)
-            out[label_name] = label(out[probs_name], task, threshold, k)
-        return {**out, **{k: tf.cast(v, tf.float32) for k, v in extras.items()}}
-
-    return serve
-
-
-# ---------------------------------------------------------------- exporters (one per format)
-
-
-def export_savedmodel(model: Any, contract: Contract, path: Path) -> None:
-    """A SavedModel whose ``serving_default`` signature takes the raw input; needs only TensorFlow.
-
-    A plain ``tf.Module`` holding the model's TensorFlow variables and the serving function
-    (Keras' ``ExportArchive`` stored every variable twice here, doubling the size)."""
-    import tensorflow as tf
-
-    module = tf.Module()
-    module.model_variables = [v.value for v in model.variables]
-    module.serve = tf.function(serving_function(model, contract), input_signature=[contract.tensor_spec()])
-    try:
-        tf.saved_model.save(module, str(path), signatures={SIGNATURE: module.serve.get_concrete_function()})
-    except Exception as exc:
-        raise ExportError(f"cannot write the SavedModel of {model.name!r}: {type(exc).__name__}: {exc}") from exc
-
-
-class _Tf2onnxLog(logging.Handler):
-    """Collects tf2onnx's "op is not supported" errors (it logs them and carries on)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.unsupported: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if "is not supported" in msg:
-            self.unsupported.append(msg.replace("Tensorflow op ", "").replace(" is not supported", ""))
-
-
-def _patch_tf2onnx() -> None:
-    # Keras' own compatibility patch of tf2onnx for numpy 2 (what Model.export(format="onnx") runs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        patch_tf2onnx()
-
-
-def check_opset(opset: int) -> int:
-    try:
-        from tf2onnx.constants import OPSET_TO_IR_VERSION
-        highest = max(OPSET_TO_IR_VERSION)
-    except ImportError:
-        highest = 18
-    if not isinstance(opset, int) or not MIN_OPSET <= opset <= highest:
-        raise ConfigError(f"ONNX opset must be an integer from {MIN_OPSET} to {highest} (tf2onnx's newest); "
-                          f"got {opset!r}")
-    return opset
-
-
-def export_onnx(model: Any, contract: Contract, path: Path, opset: int = DEFAULT_OPSET) -> None:
-    """ONNX through tf2onnx, from the same serving function: explicit input signature, dynamic batch."""
-    import tensorflow as tf
-
-    tf2onnx, onnx = _require("tf2onnx"), _require("onnx")
-    _patch_tf2onnx()
-    spec = contract.tensor_spec()
-    fn = tf.function(serving_function(model, contract), input_signature=[spec])
-    catcher = _Tf2onnxLog()
-    tf2onnx_log = logging.getLogger("tf2onnx")
-    tf2onnx_log.addHandler(catcher)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=opset)
-    except Exception as exc:
-        detail = f"; unsupported: {', '.join(catcher.unsupported)}" if catcher.unsupported else ""
-        raise ExportError(f"tf2onnx cannot convert model {model.name!r} to ONNX (opset {opset}): "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{detail}") from exc
-    finally:
-        tf2onnx_log.removeHandler(catcher)
-    if catcher.unsupported:
-        raise ExportError(
-            f"tf2onnx cannot convert model {model.name!r} to ONNX (opset {opset}): TensorFlow op(s) with no ONNX "
-            f"equivalent: {', '.join(sorted(set(catcher.unsupported)))}; replace the layer(s) using them, try "
-            f"another --opset, or export without onnx"
-        )
-    _name_dynamic_dims(proto)
-    for key, value in (("tlzoo_contract", json.dumps(contract.to_dict())), ("tlzoo_version", __version__)):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.producer_name = f"tlzoo {__version__} via {proto.producer_name} {proto.producer_version}"
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:
-        raise ExportError(f"the ONNX model tf2onnx made of {model.name!r} does not check: {exc}") from exc
-    onnx.save(proto, str(path))
-
-
-def _name_dynamic_dims(proto: Any) -> None:
-    """tf2onnx names the free batch dimension "unk__N"; call it "batch" on every input and output."""
-    for value in list(proto.graph.input) + list(proto.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = "batch"
-
-
-def export_tflite(saved_model_dir: Path, path: Path, int8: bool = False) -> None:
-    """LiteRT / TFLite from the SavedModel's serving signature; ``int8``: dynamic-range quantisation."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[SIGNATURE])
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    try:
-        flat = converter.convert()
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"the TFLite converter cannot convert this model{' (int8)' if int8 else ''}: "
-                          f"{first}") from exc
-    path.write_bytes(flat)
-
-
-def _run_exporter(fmt: ExportFormat, model: Any, contract: Contract, root: Path, opset: int,
-                  scratch: dict[str, Path]) -> None:
-    """Calls the format's exporter (looked up at call time, so each can be replaced in tests)."""
-    target = root / fmt.artefact
-    if fmt is ExportFormat.SAVEDMODEL:
-        export_savedmodel(model, contract, target)
-        scratch["saved_model"] = target
-    elif fmt is ExportFormat.ONNX:
-        export_onnx(model, contract, target, opset)
-    else:
-        if "saved_model" not in scratch:  # TFLite converts from a SavedModel; make one off to the side
-            scratch["saved_model"] = root / ".work" / "saved_model"
-            scratch["saved_model"].parent.mkdir(parents=True, exist_ok=True)
-            export_savedmodel(model, contract, scratch["saved_model"])
-        export_tflite(scratch["saved_model"], target, int8=fmt is ExportFormat.TFLITE_INT8)
-
-
-# ---------------------------------------------------------------- runners: one call per format
-
-
-class Runner:
-    """Runs one format on a numpy batch: ``runner(x) -> {"probabilities": ..., "label": ...}``."""
-
-    name = ""
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-
-class KerasRunner(Runner):
-    name = "keras"
-
-    def __init__(self, model: Any, contract: Contract) -> None:
-        self.model, self.contract = model, contract
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        heads, extras = head_outputs(self.model(model_inputs(self.model, np.asarray(x, np.float32)), training=False),
-                                     self.contract)
-        out = {}
-        for probs_name, label_name, task, threshold, _ in self.contract.heads():
-            out[probs_name] = np.asarray(heads[probs_name], np.float32)
-            out[label_name] = labels_from(out[probs_name], task, threshold)
-        return {**out, **{k: np.asarray(v, np.float32) for k, v in extras.items()}}
-
-
-class SavedModelRunner(Runner):
-    name = ExportFormat.SAVEDMODEL.value
-
-    def __init__(self, path: Path, contract: Contract) -> None:
-        import tensorflow as tf
-
-        self._tf, self.contract = tf, contract
-        self._loaded = tf.saved_model.load(str(path))  # keep a reference: the signature needs it alive
-        self._fn = self._loaded.signatures[SIGNATURE]
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = self._fn(**{self.contract.input_name: self._tf.constant(x)})
-        return {k: v.numpy() for k, v in out.items()}
-
-
-class OnnxRunner(Runner):
-    name = ExportFormat.ONNX.value
-
-    def __init__(self, path: Path, contract: Contract, num_threads: int | None = None) -> None:
-        ort = _require("onnxruntime")
-        options = ort.SessionOptions()
-        if num_threads:
-            options.intra_op_num_threads = num_threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.outputs = [o.name for o in self.session.get_outputs()]
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.outputs, self.session.run(self.outputs, {self.input: x})))
-
-
-def tflite_interpreter_class() -> tuple[Any, str]:
-    """LiteRT's interpreter (``ai-edge-litert``); ``tf.lite.Interpreter`` (deprecated) only without it."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, "ai_edge_litert"
-    except ImportError:
-        import tensorflow as tf
-
-        return tf.lite.Interpreter, "tf.lite (deprecated; pip install ai-edge-litert)"
-
-
-class TFLiteRunner(Runner):
-    name = ExportFormat.TFLITE.value
-
-    def __init__(self, path: Path, contract: Contract, num_threads: int | None = None) -> None:
-        interpreter_cls, self.interpreter_name = tflite_interpreter_class()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
-        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
-        self.contract = contract
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: np.array(v) for k, v in self.runner(**{self.contract.input_name: x}).items()}
-
-
-def load_runner(fmt: "ExportFormat | str", path: Path, contract: Contract, num_threads: int | None = None) -> Runner:
-    fmt = ExportFormat.parse(fmt)
-    try:
-        if fmt is ExportFormat.SAVEDMODEL:
-            runner: Runner = SavedModelRunner(path, contract)
-        elif fmt is ExportFormat.ONNX:
-            runner = OnnxRunner(path, contract, num_threads)
-        else:
-            runner = TFLiteRunner(path, contract, num_threads)
-    except (ExportError, ConfigError):
-        raise
-    except Exception as exc:
-        raise ExportError(f"cannot load the {fmt.value} artefact {str(path)!r}: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
-    runner.name = fmt.value
-    return runner
-
-
-def load_export(export_dir: str | Path, fmt: "ExportFormat | str" = ExportFormat.SAVEDMODEL,
-                num_threads: int | None = None) -> Runner:
-    """A runner for one format of an export, after its files were checked against ``manifest.json``
-    (an export whose hashes do not match is refused)."""
-    root = Path(export_dir)
-    check_manifest(root)
-    info = _read_export_info(root)
-    fmt = ExportFormat.parse(fmt)
-    if fmt.value not in info["formats"]:
-        raise ConfigError(f"{str(root)!r} has no {fmt.value} export; it has {', '.join(info['formats'])}")
-    return load_runner(fmt, root / info["formats"][fmt.value]["path"], Contract.from_dict(info["contract"]),
-                       num_threads)
-
-
-# ---------------------------------------------------------------- parity
-
-
-def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
-            heads: Sequence[tuple[str, str]] = (("probabilities", "label"),)) -> dict[str, Any]:
-    """Max / mean absolute difference of every head's probabilities, and agreement of all its labels,
-    against the reference. ``heads``: (probabilities output, label output) pairs."""
-    n = len(next(iter(reference.values())))
-    missing = [name for pair in heads for name in pair if name not in got]
-    if missing:
-        return {"n": n, "error": f"outputs {sorted(got)} lack {', '.join(missing)}",
-                "max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0}
-    diffs, same, finite = [], np.ones(n, bool), True
-    for probs_name, label_name in heads:
-        ref_p, p = np.asarray(reference[probs_name], np.float64), np.asarray(got[probs_name], np.float64)
-        if p.shape != ref_p.shape:
-            return {"n": n, "error": f"{probs_name} of shape {p.shape}, expected {ref_p.shape}",
-                    "max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0}
-        diffs.append(np.abs(p - ref_p).reshape(-1))
-        finite = finite and bool(np.isfinite(p).all())
-        ref_l, lab = np.asarray(reference[label_name]), np.asarray(got[label_name])
-        same &= (lab == ref_l).reshape(n, -1).all(-1) if lab.shape == ref_l.shape else np.zeros(n, bool)
-    diff = np.concatenate(diffs)
-    out = {"n": int(n),
-           "max_abs_diff": float(diff.max()) if finite else float("inf"),
-           "mean_abs_diff": float(diff.mean()) if finite else float("inf"),
-           "agreement": float(same.mean()), "label_dtype": str(np.asarray(got[heads[0][1]]).dtype)}
-    # further outputs: reported, not bounded
-    for name in sorted(set(reference) - {name for pair in heads for name in pair}):
-        ref_e, got_e = np.asarray(reference[name], np.float64), got.get(name)
-        ok = got_e is not None and np.shape(got_e) == ref_e.shape and bool(np.isfinite(got_e).all())
-        out[f"{name}_max_abs_diff"] = float(np.abs(np.asarray(got_e, np.float64) - ref_e).max()) if ok else float("inf")
-    return out
-
-
-def summarise(cases: dict[str, dict[str, Any]], bounds: dict[str, float]) -> dict[str, Any]:
-    """Pool the cases of one format, and check the format's bounds."""
-    n = sum(c["n"] for c in cases.values())
-    pooled = {
-        "max_abs_diff": max(c["max_abs_diff"] for c in cases.values()),
-        "mean_abs_diff": sum(c["mean_abs_diff"] * c["n"] for c in cases.values()) / n,
-        "agreement": sum(c["agreement"] * c["n"] for c in cases.values()) / n,
-    }
-    failed = {k: pooled[k] for k, bound in bounds.items() if not pooled[k] <= bound}
-    errors = [f"{name}: {c['error']}" for name, c in cases.items() if "error" in c]
-    return {**pooled, "n": n, "bounds": bounds, "passed": not failed and not errors, "failed": failed,
-            "errors": errors, "cases": cases}
-
-
-def _parity_message(fmt: str, summary: dict[str, Any], against: str) -> str:
-    if summary["errors"]:
-        return f"{fmt}: {'; '.join(summary['errors'])}"
-    worst = max(summary["cases"].items(), key=lambda kv: kv[1]["max_abs_diff"])
-    parts = [f"{k.replace('_', ' ')} {v:.3g} > bound {summary['bounds'][k]:g}" for k, v in summary["failed"].items()]
-    return (f"{fmt} differs from {against}: {', '.join(parts)} "
-            f"(worst case {worst[0]!r}, agreement {summary['agreement']:.1%})")
-
-
-def run_parity(runners: dict[str, Runner], cases: dict[str, np.ndarray], reference: dict[str, dict[str, np.ndarray]],
-               bounds: dict[str, dict[str, float]], contract: Contract) -> dict[str, Any]:
-    heads = [(probs, label) for probs, label, *_ in contract.heads()]
-    out = {}
-    for name, runner in runners.items():
-        per_case = {case: compare(reference[case], runner(x), heads) for case, x in cases.items()}
-        out[name] = summarise(per_case, bounds[name])
-    return out
-
 
 # ---------------------------------------------------------------- the run directory
 
@@ -644,9 +132,10 @@ def _read_data(run: _Run, data: str | None) -> tuple[Any, bool | None]:
     return splits, (splits.fingerprint() == fingerprint) if fingerprint else None
 
 
-def _contract(run: _Run, test_x: Any = None) -> Contract:
+def _contract(run: _Run, test_x: Any = None, splits: Any = None) -> Contract:
     """The run's contract; with ``test_x`` (the data now read), checked against it. Without data the
-    input is taken as the run recorded it (uint8 for images)."""
+    input is taken as the run recorded it (uint8 for images). Anomaly runs: the raw scores' range on
+    the held-out normal images, from the run's metrics, else scored on ``splits.val``."""
     shape = (run.config.get("data") or {}).get("train", {}).get("shape")
     if test_x is None:
         if not shape:
@@ -673,9 +162,29 @@ def _contract(run: _Run, test_x: Any = None) -> Contract:
     probs_out, extras = split_outputs(run.model.output)
     num_outputs = int(probs_out.shape[-1])
     extra_outputs = {k: {"dtype": "float32", "shape": [None, *v.shape[1:]]} for k, v in extras.items()}
+    anomaly = run.config.get("recipe") == "anomaly/patchcore"
     return Contract(dtype=dtype, shape=[None, *map(int, shape)], task=run.plugin.task,
                     threshold=float(run.metrics["test"].get("threshold", 0.5)), num_outputs=num_outputs,
-                    class_names=[str(n) for n in names], extra_outputs=extra_outputs)
+                    class_names=[str(n) for n in names], extra_outputs=extra_outputs,
+                    kind=ANOMALY if anomaly else CLASSIFIER, score_range=_score_range(run, splits) if anomaly else {})
+
+
+def _score_range(run: _Run, splits: Any) -> dict[str, float]:
+    """min / max of the raw anomaly scores on the held-out normal images (the threshold's split)."""
+    val = run.metrics.get("val") or {}
+    if "score_min" in val and "score_max" in val:
+        return {"min": float(val["score_min"]), "max": float(val["score_max"])}
+    if splits is None or not len(splits.val):
+        raise ConfigError(f"{str(run.path)!r} does not record the range of its held-out normal scores "
+                          f"(val.score_min / score_max in {METRICS_FILE}); export it with its data, or re-run it")
+    scores = []
+    for i in range(0, len(splits.val), 32):
+        x = np.asarray(splits.val.x[i:i + 32]).astype(np.float32)
+        from tlzoo.deploy.contract import model_inputs
+
+        scores.append(np.asarray(split_outputs(run.model(model_inputs(run.model, x), training=False))[0]).reshape(-1))
+    s = np.concatenate(scores)
+    return {"min": float(s.min()), "max": float(s.max())}
 
 
 # ---------------------------------------------------------------- export
@@ -728,25 +237,30 @@ def export(
         raise ConfigError(f"heldout and samples must be >= 1, got {heldout} and {samples}")
     if ExportFormat.ONNX in fmts:
         check_opset(opset)
-        _require("tf2onnx"), _require("onnx"), _require("onnxruntime")
+        require("tf2onnx"), require("onnx"), require("onnxruntime")
 
     run_ = _open_run(run_dir)
     splits, fingerprint_ok = _read_data(run_, data)
     test = splits.test
-    contract = _contract(run_, test.x)
+    contract = _contract(run_, test.x, splits)
     np_dtype = np.dtype(contract.dtype)
     settings = recorded(run_.config)
     seed, batch_size = int(settings.seed), int(settings.batch_size)
+    say = print if verbose else (lambda *a, **k: None)
+    keras_runner = KerasRunner(run_.model, contract)
+    keras_test = _outputs(keras_runner, test.x, np_dtype, batch_size)  # the whole test split, once
     order = np.random.default_rng(seed).permutation(len(test))
+    near = borderline(keras_test, contract, min(max(1, heldout // 2), len(test)))
     cases = {
         f"heldout_{min(heldout, len(test))}": test.x[order[:heldout]].astype(np_dtype),
+        f"borderline_{len(near)}": test.x[near].astype(np_dtype),
         "batch_1": test.x[order[:1]].astype(np_dtype),
         f"largest_batch_{batch_size}": test.x[np.resize(order, batch_size)].astype(np_dtype),
     }
-    sample_x = test.x[order[:samples]].astype(np_dtype)
-    keras_runner = KerasRunner(run_.model, contract)
+    # verify's inputs: random test images and those nearest a label change, so a moved threshold shows
+    sample_idx = np.concatenate([order[:samples], near[:samples]])
+    sample_x = test.x[sample_idx].astype(np_dtype)
     reference = {name: keras_runner(x) for name, x in cases.items()}
-    say = print if verbose else (lambda *a, **k: None)
     if fingerprint_ok is False:
         say(f"note: the data read from {splits.source} does not match the run's fingerprint; parity is checked on "
             f"it anyway, and the model card records the mismatch", flush=True)
@@ -756,7 +270,7 @@ def export(
         scratch: dict[str, Path] = {}
         for fmt in fmts:
             t0 = time.perf_counter()
-            _run_exporter(fmt, run_.model, contract, tmp, opset, scratch)
+            write_format(fmt, run_.model, contract, tmp, {"opset": opset}, scratch)
             artefacts[fmt.value] = {"path": fmt.artefact, "precision": fmt.precision, "bounds": fmt.bounds,
                                     "bytes": _size(tmp / fmt.artefact), "seconds": round(time.perf_counter() - t0, 2),
                                     **({"opset": opset} if fmt is ExportFormat.ONNX else {})}
@@ -766,21 +280,15 @@ def export(
 
         runners = {fmt.value: load_runner(fmt, tmp / fmt.artefact, contract) for fmt in fmts}
         parity = run_parity(runners, cases, reference, {f.value: f.bounds for f in fmts}, contract)
-        failures = [_parity_message(name, s, "Keras") for name, s in parity.items() if not s["passed"]]
+        failures = [parity_message(name, s, "Keras") for name, s in parity.items() if not s["passed"]]
         if failures:
             raise ParityError("parity check failed, nothing written: " + "; ".join(failures))
 
         metrics_by_format: dict[str, Any] = {}
         if test_metrics:
             for name, runner in {"keras": keras_runner, **runners}.items():
-                batches = [runner(test.x[i:i + batch_size].astype(np_dtype)) for i in range(0, len(test), batch_size)]
-                probs = {head: np.concatenate([b[head] for b in batches]) for head, *_ in contract.heads()}
-                if contract.tasks:
-                    thresholds = {t: float(c["threshold"]) for t, c in contract.tasks.items()}
-                    metrics_by_format[name] = run_.plugin.evaluate(test.y, probs, threshold=thresholds)
-                else:
-                    metrics_by_format[name] = run_.plugin.evaluate(test.y, probs["probabilities"],
-                                                                   threshold=contract.threshold)
+                outputs = keras_test if runner is keras_runner else _outputs(runner, test.x, np_dtype, batch_size)
+                metrics_by_format[name] = _evaluate(run_.plugin, test.y, outputs, contract)
 
         (tmp / "samples").mkdir()
         np.save(tmp / SAMPLE_INPUTS, sample_x, allow_pickle=False)
@@ -796,9 +304,11 @@ def export(
             "contract": contract.to_dict(),
             "formats": artefacts,
             "parity": parity,
-            "parity_inputs": {"source": splits.source, "split": "test", "selection": f"permutation(seed={seed})",
+            "parity_inputs": {"source": splits.source, "split": "test",
+                              "selection": f"permutation(seed={seed}), and the test samples nearest a label change",
                               "cases": {k: int(len(v)) for k, v in cases.items()}},
-            "samples": {"inputs": SAMPLE_INPUTS, "keras_outputs": SAMPLE_OUTPUTS, "n": int(len(sample_x))},
+            "samples": {"inputs": SAMPLE_INPUTS, "keras_outputs": SAMPLE_OUTPUTS, "n": int(len(sample_x)),
+                        "borderline": int(min(samples, len(near)))},
             "test_metrics": {"run": run_.metrics["test"], **metrics_by_format},
             "data_fingerprint_matches_run": fingerprint_ok,
             "versions": library_versions(),
@@ -813,6 +323,22 @@ def export(
         manifest = write_manifest(tmp)  # last: a directory without it is not a complete export
     say(f"export written to {out} ({len(manifest['files'])} files, {time.perf_counter() - t_start:.0f} s)", flush=True)
     return ExportResult(out, [f.value for f in fmts], parity, info["test_metrics"], card, manifest)
+
+
+def _outputs(runner: Runner, x: Any, dtype: np.dtype, batch_size: int) -> dict[str, np.ndarray]:
+    """A runner's outputs on every sample of ``x``, batch by batch (anomaly maps left out)."""
+    batches = [runner(x[i:i + batch_size].astype(dtype)) for i in range(0, len(x), batch_size)]
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0] if k != "anomaly_map"}
+
+
+def _evaluate(plugin: Any, y: np.ndarray, outputs: dict[str, np.ndarray], contract: Contract) -> dict[str, Any]:
+    """The plugin's test metrics, computed from one format's outputs."""
+    if contract.tasks:
+        thresholds = {t: float(c["threshold"]) for t, c in contract.tasks.items()}
+        return plugin.evaluate(y, {t: outputs[t] for t in contract.tasks}, threshold=thresholds)
+    if contract.kind == ANOMALY:
+        return plugin.evaluate(y, outputs["raw_score"][:, None], threshold=contract.threshold)
+    return plugin.evaluate(y, outputs["probabilities"], threshold=contract.threshold)
 
 
 # ---------------------------------------------------------------- verify
@@ -851,23 +377,28 @@ def verify(export_dir: str | Path, *, parity: bool = True, num_threads: int | No
         runners[fmt.value] = load_runner(fmt, root / entry["path"], contract, num_threads)
         bounds[fmt.value] = fmt.bounds  # this library's bounds, not the (editable) recorded ones
     results = run_parity(runners, cases, reference, bounds, contract)
-    failures = [_parity_message(n, s, "the stored Keras outputs") for n, s in results.items() if not s["passed"]]
+    failures = [parity_message(n, s, "the stored Keras outputs") for n, s in results.items() if not s["passed"]]
     if failures:
         raise ParityError(f"{str(root)!r} fails verification: " + "; ".join(failures))
     report["parity"] = results
     return report
 
 
+def load_export(export_dir: str | Path, fmt: "ExportFormat | str" = ExportFormat.SAVEDMODEL,
+                num_threads: int | None = None) -> Runner:
+    """A runner for one format of an export, after its files were checked against ``manifest.json``
+    (an export whose hashes do not match is refused)."""
+    root = Path(export_dir)
+    check_manifest(root)
+    info = _read_export_info(root)
+    fmt = ExportFormat.parse(fmt)
+    if fmt.value not in info["formats"]:
+        raise ConfigError(f"{str(root)!r} has no {fmt.value} export; it has {', '.join(info['formats'])}")
+    return load_runner(fmt, root / info["formats"][fmt.value]["path"], Contract.from_dict(info["contract"]),
+                       num_threads)
+
+
 # ---------------------------------------------------------------- helpers
-
-
-def _require(module: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ExportError(f"this export needs the {module!r} package: pip install 'tlzoo[export]'") from None
 
 
 def _size(path: Path) -> int:

@@ -30,6 +30,7 @@ from tlzoo.data.tables import (
     read_rows,
     resolve_file,
 )
+from tlzoo.deploy.contract import ANOMALY
 from tlzoo.errors import ConfigError, DataError
 from tlzoo.runs.directory import write_text_atomic
 
@@ -110,9 +111,7 @@ def predict(model_dir: str | os.PathLike[str], data: Any, out: str | os.PathLike
     images = ImageFiles(np.asarray(files)[good] if good else np.zeros(0, str), [infos[i].route for i in good],
                         int(channels), (int(h), int(w)), cache_dir=None)
     outputs: dict[str, list[np.ndarray]] = {}
-    from tlzoo.anomaly.patchcore import MAP_OUTPUT
-
-    anomaly = MAP_OUTPUT in contract.extra_outputs
+    anomaly = contract.kind == ANOMALY
     if heatmaps is not None and not anomaly:
         raise ConfigError("heat maps come with anomaly runs; for a classifier use `tlzoo explain` (Grad-CAM)")
     done, last, scored = 0, time.perf_counter(), []
@@ -171,7 +170,7 @@ def _write_heatmaps(folder: Path, images: np.ndarray, result: dict[str, np.ndarr
     from tlzoo.evaluation.plots import overlay_grid
 
     folder.mkdir(parents=True, exist_ok=True)
-    for img, amap, score, path in zip(images, result[MAP_OUTPUT], result["probabilities"][:, 0], paths):
+    for img, amap, score, path in zip(images, result[MAP_OUTPUT], result["raw_score"], paths):
         name = Path(path).stem
         overlay_grid([img], [amap], [f"{Path(path).name}: score {score:.3g} (threshold {threshold:.3g})"],
                      folder / f"{name}.png", vmin=0.0, vmax=2 * threshold, label="anomaly map")
@@ -181,7 +180,7 @@ def _rows(files: list[str], infos: list[Any], good: list[int], out: dict[str, np
           anomaly: bool = False) -> list[dict[str, Any]]:
     names = list(contract.class_names) or [str(i) for i in range(contract.num_outputs)]
     position = {i: k for k, i in enumerate(good)}
-    probs, labels = out.get("probabilities"), out.get("label")
+    probs, labels = out.get("raw_score" if anomaly else "probabilities"), out.get("label")
     rows = []
     for i, path in enumerate(files):
         row: dict[str, Any] = {"path": path, "label": "", "label_index": ""}
@@ -196,8 +195,8 @@ def _rows(files: list[str], infos: list[Any], good: list[int], out: dict[str, np
             row["label_index"] = "|".join(str(j) for j, v in enumerate(lab) if v)
         else:
             row["label"], row["label_index"] = (names[int(lab)] if int(lab) < len(names) else str(int(lab))), int(lab)
-        if anomaly:  # the raw anomaly score; the label is score >= threshold
-            row["score"] = float(p[0])
+        if anomaly:  # the raw anomaly score (label: score >= threshold) and the normalised one (0.5 at it)
+            row["score"], row["normalised_score"] = float(p), float(out["score"][k])
         elif contract.task == "binary" and p.shape[-1] == 1:
             row[f"p_{names[-1]}"] = float(p[0])
         else:
