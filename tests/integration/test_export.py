@@ -125,33 +125,110 @@ def test_export_and_verify_through_the_cli(run_dir, exported, tmp_path, capsys):
     assert "files match manifest.json" in printed and "verified" in printed and "tflite_int8" in printed
 
 
-def test_savedmodel_serves_without_tlzoo_or_keras(exported):
-    code = f"""
-import sys
-BLOCKED = ("keras", "tf_keras", "tlzoo")
-class Hide:  # make keras and tlzoo unimportable, as on a serving machine without them
-    def __init__(self, inner): self.inner = inner
-    def find_spec(self, name, path=None, target=None):
-        return None if name.split(".")[0] in BLOCKED else self.inner.find_spec(name, path, target)
-    def __getattr__(self, attr): return getattr(self.inner, attr)
-sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
-import numpy as np, tensorflow as tf
-root = {str(exported.out)!r}
-x = np.load(root + "/{E.SAMPLE_INPUTS}")
-ref = np.load(root + "/{E.SAMPLE_OUTPUTS}")["probabilities"]
-serve = tf.saved_model.load(root + "/saved_model").signatures["serving_default"]
-out = serve(image=tf.constant(x))
-assert out["probabilities"].dtype == tf.float32 and out["label"].dtype == tf.int64
-assert np.abs(out["probabilities"].numpy() - ref).max() <= 1e-4
-assert serve(image=tf.constant(x[:1]))["probabilities"].shape == (1, 1)
-leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-assert not leaked, leaked
-print("served", len(x))
-"""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "served 32" in done.stdout
+def _camera_files(exported, folder: Path) -> list[Path]:
+    """Test images as users send them: camera-size RGB and gray JPEGs, a portrait one, an RGBA PNG."""
+    from PIL import Image
+
+    x = np.load(exported.out / E.SAMPLE_INPUTS)[:, :, :, 0]
+    p = np.load(exported.out / E.SAMPLE_OUTPUTS)["probabilities"][:, 0]
+    # three of each label, the clearest ones (a camera-size resample moves a borderline one across)
+    pick = [*np.argsort(-p)[:3], *np.argsort(p)[:3]]
+    x = x[[pick[i] for i in (0, 3, 1, 4, 2, 5)]]
+    kinds = [("rgb.jpg", (1600, 1200), "RGB"), ("gray.jpg", (1024, 768), "L"), ("portrait.jpg", (720, 1280), "RGB"),
+             ("rgba.png", (640, 480), "RGBA"), ("rgb2.jpg", (1920, 1080), "RGB"), ("gray2.png", (800, 600), "L")]
+    files = []
+    for k, (name, size, mode) in enumerate(kinds):
+        img = Image.fromarray(x[k]).resize(size, Image.BILINEAR).convert(mode)
+        img.save(folder / name, quality=95) if name.endswith(".jpg") else img.save(folder / name)
+        files.append(folder / name)
+    return files
+
+
+def test_every_format_serves_camera_images_without_tlzoo_or_keras(exported, run_dir, tmp_path):
+    """Each format runs in a fresh process with only its runtime (keras and tlzoo unimportable), on
+    camera-size JPEGs of any size, gray or RGB, and gives the labels the Keras model gives."""
+    from PIL import Image
+
+    files = _camera_files(exported, tmp_path)
+    script = Path(__file__).parents[1] / "standalone_runtime.py"
+    done = subprocess.run([sys.executable, str(script), str(exported.out), *map(str, files)], capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(served) == set(exported.formats)
+    from tlzoo.deploy.contract import Contract
+
+    keras = E.KerasRunner(E._open_run(run_dir).model, Contract.from_dict(E._read_export_info(exported.out)["contract"]))
+    labels = {}
+    for f in files:
+        a = np.asarray(Image.open(f))
+        ref = keras((a[..., None] if a.ndim == 2 else a)[None])
+        for fmt, outputs in served.items():
+            out = {k: np.asarray(v) for k, v in outputs[str(f)].items()}
+            labels.setdefault(fmt, []).append(int(out["label"][0]))
+            np.testing.assert_array_equal(out["label"], ref["label"], err_msg=f"{fmt} on {f.name}")
+            bound = 1e-4 if fmt in ("savedmodel", "onnx", "tflite") else INT8_BOUNDS["max_abs_diff"]
+            np.testing.assert_allclose(out["probabilities"], ref["probabilities"], atol=bound, err_msg=fmt + f.name)
+    print("labels per format:", labels)
+    served_p = [float(np.ravel(served["onnx"][str(f)]["probabilities"])[0]) for f in files]
+    assert np.std(served_p) > 1e-3, f"the images must get different outputs for the comparison to count: {served_p}"
+
+
+def test_inputs_are_checked_and_an_empty_batch_changes_nothing(exported):
+    from tlzoo.errors import DataError
+
+    x = np.load(exported.out / E.SAMPLE_INPUTS)
+    for fmt in exported.formats:
+        runner = E.load_export(exported.out, fmt)
+        before = runner(x[:4])
+        empty = runner(x[:0])
+        assert {k: v.shape for k, v in empty.items()} == {"probabilities": (0, 1), "label": (0,)}, fmt
+        assert empty["label"].dtype == np.int64
+        after = runner(x[:4])  # the runner is unchanged by the empty call
+        np.testing.assert_array_equal(after["probabilities"], before["probabilities"])
+        # a gray batch without a channel axis, as MedMNIST stores it; RGB of another size; RGBA
+        np.testing.assert_allclose(runner(x[:4, :, :, 0])["probabilities"], before["probabilities"], atol=1e-6)
+        rgb = np.repeat(x[:4], 3, axis=-1)
+        np.testing.assert_allclose(runner(rgb)["probabilities"], before["probabilities"], atol=1e-5)
+        rgba = np.concatenate([rgb, np.full_like(x[:4], 255)], axis=-1)
+        np.testing.assert_allclose(runner(rgba)["probabilities"], before["probabilities"], atol=1e-5)
+        assert runner(np.zeros((2, 64, 48, 3), np.uint8))["probabilities"].shape == (2, 1)
+        with pytest.raises(DataError, match="uint8 pixels .* got dtype float32"):
+            runner(x[:2].astype(np.float32))
+        with pytest.raises(DataError, match=r"got an array of shape \[2, 32, 32, 5\]"):
+            runner(np.zeros((2, 32, 32, 5), np.uint8))
+        with pytest.raises(DataError, match="within 0-255; got int64 values from -1"):
+            runner(np.full((1, 8, 8, 1), -1, np.int64))
+        np.testing.assert_array_equal(runner(x[:4])["label"], before["label"])
+
+
+def test_a_moved_threshold_fails_verify(exported, tmp_path):
+    """The threshold constant inside the ONNX graph edited (0.5 -> 0.9) and the manifest re-hashed:
+    the stored samples nearest the threshold change label, and verify fails on labels."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = _copy(exported.out, tmp_path / "tampered")
+    proto = onnx.load(str(out / "model.onnx"))
+    moved = 0
+    for init in proto.graph.initializer:
+        value = numpy_helper.to_array(init)
+        if value.size == 1 and value.dtype == np.float32 and value.item() == 0.5:
+            init.CopyFrom(numpy_helper.from_array(np.array(0.9, np.float32).reshape(value.shape), init.name))
+            moved += 1
+    for node in proto.graph.node:  # a threshold folded into a Constant node
+        for attr in node.attribute:
+            if node.op_type == "Constant" and attr.name == "value":
+                value = numpy_helper.to_array(attr.t)
+                if value.size == 1 and value.dtype == np.float32 and value.item() == 0.5:
+                    attr.t.CopyFrom(numpy_helper.from_array(np.array(0.9, np.float32).reshape(value.shape)))
+                    moved += 1
+    assert moved == 1, moved
+    onnx.save(proto, str(out / "model.onnx"))
+    E.write_manifest(out)  # re-hashed: the hashes alone cannot tell
+    assert E.verify(out, parity=False)["hashes"] == "ok"
+    with pytest.raises(ParityError, match=r"onnx differs from the stored Keras outputs: label agreement [\d.]+% < 100"):
+        E.verify(out)
 
 
 # ---------------------------------------------------------------- the model card
