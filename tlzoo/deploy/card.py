@@ -165,8 +165,8 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
             "decision_threshold": contract["threshold"],
             "input": contract["input"],
             "outputs": contract["outputs"],
-            "preprocessing_inside": "cast to float32, gray -> RGB where needed, resize to "
-                                    f"{adapt.get('input_size')} px, {backbone.get('preprocess') or 'none'}",
+            "preprocessing_inside": f"{contract['input'].get('preprocessing', 'as the model was trained')}; the "
+                                    f"backbone's preprocessing: {backbone.get('preprocess') or 'none'}",
         },
         "intended_use": getattr(plugin, "intended_use", "") or
         f"{plugin.describe().get('description') or plugin.name}: the task it was trained and tested on.",

@@ -289,6 +289,9 @@ def export(
             for name, runner in {"keras": keras_runner, **runners}.items():
                 outputs = keras_test if runner is keras_runner else _outputs(runner, test.x, np_dtype, batch_size)
                 metrics_by_format[name] = _evaluate(run_.plugin, test.y, outputs, contract)
+                if runner is not keras_runner:  # every test label against Keras' (parity covers a subset)
+                    metrics_by_format[name]["label_agreement_with_keras"] = _label_agreement(
+                        keras_test, outputs, contract)
 
         (tmp / "samples").mkdir()
         np.save(tmp / SAMPLE_INPUTS, sample_x, allow_pickle=False)
@@ -329,6 +332,13 @@ def _outputs(runner: Runner, x: Any, dtype: np.dtype, batch_size: int) -> dict[s
     """A runner's outputs on every sample of ``x``, batch by batch (anomaly maps left out)."""
     batches = [runner(x[i:i + batch_size].astype(dtype)) for i in range(0, len(x), batch_size)]
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0] if k != "anomaly_map"}
+
+
+def _label_agreement(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], contract: Contract) -> float:
+    same = np.ones(len(next(iter(reference.values()))), bool)
+    for _, label, *_ in contract.heads():
+        same &= (reference[label] == got[label]).reshape(len(same), -1).all(-1)
+    return float(same.mean())
 
 
 def _evaluate(plugin: Any, y: np.ndarray, outputs: dict[str, np.ndarray], contract: Contract) -> dict[str, Any]:
