@@ -200,6 +200,14 @@ def test_inputs_are_checked_and_an_empty_batch_changes_nothing(exported):
         with pytest.raises(DataError, match="within 0-255; got int64 values from -1"):
             runner(np.full((1, 8, 8, 1), -1, np.int64))
         np.testing.assert_array_equal(runner(x[:4])["label"], before["label"])
+        if fmt.startswith("tflite"):  # a runtime failure (e.g. a delegate that cannot reshape) rebuilds it
+            def fail(**_):
+                raise RuntimeError("delegate failed to reshape")
+
+            runner.runner = fail
+            with pytest.raises(ExportError, match="LiteRT failed on a batch of shape \\[4, 32, 32, 1\\]"):
+                runner(x[:4])
+            np.testing.assert_array_equal(runner(x[:4])["probabilities"], before["probabilities"])
 
 
 def test_a_moved_threshold_fails_verify(exported, tmp_path):
