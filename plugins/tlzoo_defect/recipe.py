@@ -191,7 +191,8 @@ def _write_report(path: Path, config: dict[str, Any], metrics: dict[str, Any], f
         f"| {t['recall_at_fpr_oracle']:.4f} |",
         f"| memory bank | {bank['bank_size']:,} x {bank['dim']} ({bank['bank_mb']:.1f} MB) "
         f"of {bank['patches']:,} patches |",
-        f"| scoring time | {metrics['scoring_ms_per_image']:.1f} ms/image (batch {metrics['scoring_batch_size']}), "
+        f"| scoring time in Keras (exports run faster: their model card has each format's latency) "
+        f"| {metrics['scoring_ms_per_image']:.1f} ms/image (batch {metrics['scoring_batch_size']}), "
         f"{metrics['scoring_ms_batch_of_1']:.1f} ms for a batch of 1 |", "",
         "Recall per defect type: " + ", ".join(f"{k} {v:.2f}" for k, v in t["per_type_recall"].items()), "",
         "## Figures", "", "![ROC](roc_curve.png)", "", "![score histogram](score_histogram.png)", "",
