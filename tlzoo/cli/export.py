@@ -74,7 +74,8 @@ def run_verify(args: argparse.Namespace) -> int:
 def print_parity(parity: dict[str, Any], title: str) -> None:
     print(title + ":")
     for name, s in parity.items():
-        bound = ", ".join(f"{k} <= {v:g}" for k, v in s["bounds"].items())
+        bound = ", ".join(f"label agreement >= {v:.0%}" if k == "min_agreement" else f"{k} <= {v:g}"
+                          for k, v in s["bounds"].items())
         print(f"  {name:12} max abs diff {s['max_abs_diff']:.3g}  mean {s['mean_abs_diff']:.3g}  "
               f"label agreement {s['agreement']:.1%}  over {s['n']} inputs  "
               f"({bound}: {'ok' if s['passed'] else 'FAILED'})")
