@@ -74,8 +74,8 @@ def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path)
 
     assert evaluate(run)["roc_auc"] == pytest.approx(m["test"]["roc_auc"], abs=1e-6)  # `tlzoo evaluate` works too
 
-    exp = tlzoo.export(run, formats=["savedmodel", "onnx"], out=tmp_path / "export", verbose=0)
-    for fmt in ("savedmodel", "onnx"):
+    exp = tlzoo.export(run, formats=["savedmodel", "onnx", "openvino"], out=tmp_path / "export", verbose=0)
+    for fmt in ("savedmodel", "onnx", "openvino"):
         assert exp.parity[fmt]["passed"] and exp.parity[fmt]["max_abs_diff"] <= 1e-4
         assert all(c[f"{MAP_OUTPUT}_max_abs_diff"] <= 1e-4 for c in exp.parity[fmt]["cases"].values())
     info = json.loads((tmp_path / "export" / "export.json").read_text())

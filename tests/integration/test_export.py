@@ -17,9 +17,10 @@ from tlzoo.cli.main import main
 from tlzoo.deploy import export as E
 from tlzoo.deploy import formats
 from tlzoo.deploy.formats import INT8_BOUNDS
-from tlzoo.errors import ConfigError, ExportError, IntegrityError, ParityError
+from tlzoo.errors import ConfigError, DataError, ExportError, IntegrityError, ParityError
 
-FORMATS = ["savedmodel", "onnx", "tflite", "tflite_int8"]
+FORMATS = ["savedmodel", "onnx", "tflite", "tflite_int8", "openvino"]
+FLOAT_FORMATS = ["savedmodel", "onnx", "tflite", "openvino"]
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,10 @@ def _no_leftovers(parent: Path) -> None:
 def test_every_format_matches_keras(exported, run_dir):
     out = exported.out
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"model.onnx", "model.tflite", "model_int8.tflite", "saved_model/saved_model.pb", "export.json",
-            "model_card.json", "model_card.md", "manifest.json", E.SAMPLE_INPUTS, E.SAMPLE_OUTPUTS} <= names
-    for fmt in ("savedmodel", "onnx", "tflite"):
+    assert {"model.onnx", "model.tflite", "model_int8.tflite", "saved_model/saved_model.pb", "openvino/model.xml",
+            "openvino/model.bin", "export.json", "model_card.json", "model_card.md", "manifest.json",
+            E.SAMPLE_INPUTS, E.SAMPLE_OUTPUTS} <= names
+    for fmt in FLOAT_FORMATS:
         s = exported.parity[fmt]
         assert s["passed"] and s["max_abs_diff"] <= 1e-4 and s["agreement"] == 1.0, (fmt, s)
         # held-out images (the whole 64-image test split here), a batch of one, the run's batch size
@@ -106,7 +108,7 @@ def test_runners_agree_on_the_stored_samples(exported):
     ref = np.load(exported.out / E.SAMPLE_OUTPUTS)["probabilities"]
     # 16 random test images and the 16 nearest the threshold
     assert x.dtype == np.uint8 and x.shape == (32, 32, 32, 1)
-    for fmt in ("savedmodel", "onnx", "tflite"):
+    for fmt in FLOAT_FORMATS:
         out = E.load_export(exported.out, fmt)(x)
         assert out["label"].dtype == np.int64 and out["label"].shape == (32,)
         np.testing.assert_allclose(out["probabilities"], ref, atol=1e-4)
@@ -237,6 +239,91 @@ def test_a_moved_threshold_fails_verify(exported, tmp_path):
     assert E.verify(out, parity=False)["hashes"] == "ok"
     with pytest.raises(ParityError, match=r"onnx differs from the stored Keras outputs: label agreement [\d.]+% < 100"):
         E.verify(out)
+
+
+def test_openvino_ir_keeps_the_contract(exported):
+    import openvino as ov
+
+    out = exported.out
+    info = json.loads((out / "export.json").read_text())
+    entry = info["formats"]["openvino"]
+    assert entry["path"] == "openvino" and entry["precision"] == "float32"
+    assert entry["bytes"] == sum(p.stat().st_size for p in (out / "openvino").iterdir())
+    manifest = json.loads((out / "manifest.json").read_text())["files"]
+    assert {"openvino/model.xml", "openvino/model.bin"} <= set(manifest)
+
+    # A deployment engineer reading model.xml alone: the input, the named outputs, the contract.
+    model = ov.Core().read_model(str(out / "openvino" / "model.xml"))
+    [image] = model.inputs
+    assert image.get_any_name() == "image" and image.get_element_type() == ov.Type.u8
+    assert str(image.get_partial_shape()) == "[?,?,?,?]"
+    assert {o.get_any_name(): o.get_element_type() for o in model.outputs} == {
+        "probabilities": ov.Type.f32, "label": ov.Type.i64}
+    rt = model.get_rt_info()
+    assert json.loads(rt["tlzoo"]["contract"].astype(str)) == info["contract"]
+    assert json.loads(rt["tlzoo"]["class_names"].astype(str)) == info["contract"]["class_names"]
+    assert rt["tlzoo"]["version"].astype(str) == "0.1.0"
+    assert rt["tlzoo"]["converted_from"].astype(str) == "savedmodel serving_default"
+    assert "conversion_parameters" not in rt  # it named the temporary SavedModel path
+    xml = (out / "openvino" / "model.xml").read_text()
+    assert 'element_type="f16"' not in xml  # float32 weights, not OpenVINO's default fp16 compression
+
+    # RGB images of another size, resized and made gray inside the graph: the SavedModel's labels.
+    x = np.load(out / E.SAMPLE_INPUTS)  # the 32 stored samples, stretched to 64x48 and made RGB
+    rgb = x[:, np.arange(64) * 32 // 64][:, :, np.arange(48) * 32 // 48].repeat(3, axis=-1)
+    assert rgb.shape == (32, 64, 48, 3) and rgb.dtype == np.uint8
+    runner = E.load_export(out, "openvino", num_threads=1)
+    got, want = runner(rgb), E.load_export(out, "savedmodel")(rgb)
+    assert got["label"].dtype == np.int64 and got["label"].shape == (32,)
+    np.testing.assert_array_equal(got["label"], want["label"])
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-4)
+    assert np.ptp(want["probabilities"]) > 1e-3, "the outputs must depend on the images for the check to mean anything"
+
+    # OpenVINO itself would take a float batch for the uint8 input; the runner refuses it.
+    with pytest.raises(DataError, match=r"uint8 pixels \(0-255\); got dtype float32"):
+        runner(rgb.astype(np.float32) / 255)
+    empty = runner(np.zeros((0, 32, 32, 1), np.uint8))
+    assert empty["probabilities"].shape == (0, 1) and empty["label"].dtype == np.int64
+
+
+def test_openvino_falls_back_to_onnx(run_dir, exported, tmp_path, monkeypatch):
+    """A model OpenVINO's TensorFlow frontend cannot read is converted from ONNX (written to the side when
+    the export has none); when neither converts, one error names both failures."""
+    import openvino as ov
+
+    from tlzoo.deploy.contract import Contract
+    from tlzoo.deploy.formats.openvino import export_openvino
+
+    convert = ov.convert_model
+
+    def no_savedmodel(source, **kwargs):
+        if not str(source).endswith(".onnx"):
+            raise RuntimeError("simulated: the TensorFlow frontend cannot read this SavedModel")
+        return convert(source, **kwargs)
+
+    monkeypatch.setattr(ov, "convert_model", no_savedmodel)
+    out = tmp_path / "export"
+    result = E.export(run_dir, formats=["openvino"], out=out, verbose=0, test_metrics=False)
+    s = result.parity["openvino"]
+    assert s["passed"] and s["max_abs_diff"] <= 1e-4 and s["agreement"] == 1.0
+    model = ov.Core().read_model(str(out / "openvino" / "model.xml"))
+    assert model.get_rt_info()["tlzoo"]["converted_from"].astype(str) == "onnx"
+    assert str(model.inputs[0].get_partial_shape()) == "[?,?,?,?]"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "export.json", "manifest.json", "model_card.json", "model_card.md", "openvino/model.bin",
+        "openvino/model.xml", E.SAMPLE_INPUTS, E.SAMPLE_OUTPUTS]  # the SavedModel and ONNX converted from are gone
+
+    def nothing(source, **kwargs):
+        raise RuntimeError(f"simulated: cannot convert {Path(source).name}")
+
+    monkeypatch.setattr(ov, "convert_model", nothing)
+    contract = Contract.from_dict(json.loads((exported.out / "export.json").read_text())["contract"])
+    with pytest.raises(ExportError, match=r"OpenVINO cannot convert this model: from the SavedModel RuntimeError: "
+                                          r"simulated: cannot convert saved_model; from ONNX RuntimeError: "
+                                          r"simulated: cannot convert model.onnx"):
+        export_openvino(exported.out / "saved_model", lambda: exported.out / "model.onnx", contract,
+                        tmp_path / "openvino")
+    assert not (tmp_path / "openvino").exists()
 
 
 # ---------------------------------------------------------------- the model card

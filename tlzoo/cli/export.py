@@ -13,7 +13,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                              "with a model card")
     p.add_argument("run_dir")
     p.add_argument("--format", nargs="+", default=["savedmodel", "onnx", "tflite"], metavar="FORMAT",
-                   help="savedmodel onnx tflite tflite_int8 (default: savedmodel onnx tflite)")
+                   help="savedmodel onnx tflite tflite_int8 openvino (default: savedmodel onnx tflite)")
     p.add_argument("--out", help="export directory (default: RUN_DIR-export)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

@@ -1,4 +1,4 @@
-"""Deployment exports of a run directory: SavedModel, ONNX and LiteRT / TFLite (``tlzoo.deploy.formats``),
+"""Deployment exports of a run directory: SavedModel, ONNX, LiteRT / TFLite and OpenVINO IR (``tlzoo.deploy.formats``),
 each checked for parity with the Keras model (``tlzoo.deploy.parity``), with a model card and a
 manifest of sha256 hashes.
 
@@ -238,6 +238,8 @@ def export(
     if ExportFormat.ONNX in fmts:
         check_opset(opset)
         require("tf2onnx"), require("onnx"), require("onnxruntime")
+    if ExportFormat.OPENVINO in fmts:
+        require("openvino")
 
     run_ = _open_run(run_dir)
     splits, fingerprint_ok = _read_data(run_, data)
@@ -419,7 +421,7 @@ def _size(path: Path) -> int:
 
 def library_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version(), "tlzoo": __version__}
-    for dist in ("tensorflow", "keras", "numpy", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+    for dist in ("tensorflow", "keras", "numpy", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "openvino"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

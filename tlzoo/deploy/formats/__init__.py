@@ -1,7 +1,7 @@
 """The export formats: one module per format, each with its exporter and its runner.
 
 Every format is written from the same serving function (``tlzoo.deploy.contract``); formats that
-convert from a SavedModel (TFLite) reuse the one written for the export, or write one to the side.
+convert from a SavedModel (TFLite, OpenVINO) reuse the one written for the export, or write one to the side.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class ExportFormat(str, Enum):
     ONNX = "onnx"
     TFLITE = "tflite"  # LiteRT, float32
     TFLITE_INT8 = "tflite_int8"  # LiteRT, dynamic-range int8 weights
+    OPENVINO = "openvino"  # OpenVINO IR, float32
 
     @classmethod
     def parse(cls, value: "str | ExportFormat") -> "ExportFormat":
@@ -46,9 +47,9 @@ class ExportFormat(str, Enum):
 
     @property
     def artefact(self) -> str:
-        """File (or, for SavedModel, folder) name inside the export directory."""
+        """File (or, for SavedModel and OpenVINO, folder) name inside the export directory."""
         return {"savedmodel": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite",
-                "tflite_int8": "model_int8.tflite"}[self.value]
+                "tflite_int8": "model_int8.tflite", "openvino": "openvino"}[self.value]
 
     @property
     def precision(self) -> str:
@@ -85,7 +86,7 @@ def write_format(fmt: ExportFormat, model: Any, contract: Any, root: Path, optio
                  scratch: dict[str, Path]) -> None:
     """Writes one format's artefact into ``root`` (exporters looked up at call time, so each can be
     replaced in tests). ``scratch`` holds what formats share (the SavedModel TFLite converts from)."""
-    from tlzoo.deploy.formats import onnx, savedmodel, tflite
+    from tlzoo.deploy.formats import onnx, openvino, savedmodel, tflite
 
     target = root / fmt.artefact
     if fmt is ExportFormat.SAVEDMODEL:
@@ -93,8 +94,12 @@ def write_format(fmt: ExportFormat, model: Any, contract: Any, root: Path, optio
         scratch["saved_model"] = target
     elif fmt is ExportFormat.ONNX:
         onnx.export_onnx(model, contract, target, options.get("opset", onnx.DEFAULT_OPSET))
+        scratch["onnx"] = target
     elif fmt.tflite:
         tflite.export_tflite(saved_model(model, contract, root, scratch), target, fmt, options)
+    elif fmt is ExportFormat.OPENVINO:
+        openvino.export_openvino(saved_model(model, contract, root, scratch),
+                                 lambda: onnx_model(model, contract, root, scratch, options), contract, target)
     else:  # pragma: no cover - every member has a branch
         raise ConfigError(f"no exporter for {fmt.value}")
 
@@ -110,13 +115,26 @@ def saved_model(model: Any, contract: Any, root: Path, scratch: dict[str, Path])
     return scratch["saved_model"]
 
 
+def onnx_model(model: Any, contract: Any, root: Path, scratch: dict[str, Path], options: dict[str, Any]) -> Path:
+    """The export's ONNX model, or one written to the side (what OpenVINO falls back to)."""
+    from tlzoo.deploy.formats.onnx import DEFAULT_OPSET, export_onnx
+
+    if "onnx" not in scratch:
+        (root / ".work").mkdir(parents=True, exist_ok=True)
+        export_onnx(model, contract, root / ".work" / "model.onnx", options.get("opset", DEFAULT_OPSET))
+        scratch["onnx"] = root / ".work" / "model.onnx"
+    return scratch["onnx"]
+
+
 def runner_class(fmt: ExportFormat) -> Any:
-    from tlzoo.deploy.formats import onnx, savedmodel, tflite
+    from tlzoo.deploy.formats import onnx, openvino, savedmodel, tflite
 
     if fmt is ExportFormat.SAVEDMODEL:
         return savedmodel.SavedModelRunner
     if fmt is ExportFormat.ONNX:
         return onnx.OnnxRunner
+    if fmt is ExportFormat.OPENVINO:
+        return openvino.OpenVinoRunner
     return tflite.TFLiteRunner
 
 
