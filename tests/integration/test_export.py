@@ -169,7 +169,7 @@ def test_every_format_serves_camera_images_without_tlzoo_or_keras(exported, run_
             out = {k: np.asarray(v) for k, v in outputs[str(f)].items()}
             labels.setdefault(fmt, []).append(int(out["label"][0]))
             np.testing.assert_array_equal(out["label"], ref["label"], err_msg=f"{fmt} on {f.name}")
-            bound = 1e-4 if fmt in ("savedmodel", "onnx", "tflite") else INT8_BOUNDS["max_abs_diff"]
+            bound = formats.ExportFormat(fmt).bounds["max_abs_diff"]
             np.testing.assert_allclose(out["probabilities"], ref["probabilities"], atol=bound, err_msg=fmt + f.name)
     print("labels per format:", labels)
     served_p = [float(np.ravel(served["onnx"][str(f)]["probabilities"])[0]) for f in files]
