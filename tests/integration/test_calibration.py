@@ -71,6 +71,7 @@ def test_saved_model_and_exports_return_calibrated_probabilities(calibrated_run,
         assert np.abs(got - probs).max() <= 1e-4
     card = (tmp_path / "export" / "model_card.md").read_text()
     assert f"temperature-scaled (T = {t:.4f}" in card and "sensitivity:0.9" in card
+    assert "was chosen on the validation split (64 samples) as the highest threshold reaching sensitivity 0.9" in card
 
 
 def _without_last_layer(model):

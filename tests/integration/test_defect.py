@@ -81,6 +81,10 @@ def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path)
     info = json.loads((tmp_path / "export" / "export.json").read_text())
     assert info["contract"]["input"]["dtype"] == "uint8"
     assert set(info["contract"]["outputs"]) == {"score", "raw_score", "label", MAP_OUTPUT}
+    rule = json.loads((tmp_path / "export" / "model_card.json").read_text())["model"]["decision_rule"]
+    assert rule.startswith(f"The anomaly threshold ({m['threshold']:.4g} on the raw score) was set from a false-alarm "
+                           f"budget: the lowest that flags at most {m['val']['max_false_alarm']:g} of the "
+                           f"{m['val']['n']} held-out normal images")
     # the normalised score: the threshold at 0.5, within [0, 1]
     runner = tlzoo.load_export(tmp_path / "export", "onnx")
     outputs = runner(_test_images(tiles_npz))

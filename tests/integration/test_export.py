@@ -449,6 +449,276 @@ def test_a_killed_export_does_not_look_complete(exported, tmp_path):
         E.load_export(leftover, "onnx")
 
 
+# ---------------------------------------------------------------- lineage, latency, threshold sentence
+
+
+def test_lineage_hashes_the_run_files(exported, run_dir):
+    import hashlib
+
+    info = json.loads((exported.out / "export.json").read_text())
+    assert (run_dir / "best.weights.h5").is_file()
+    want = {name: {"sha256": hashlib.sha256((run_dir / name).read_bytes()).hexdigest(),
+                   "bytes": (run_dir / name).stat().st_size} for name in ("model.keras", "best.weights.h5")}
+    assert info["lineage"] == want
+    card = json.loads((exported.out / "model_card.json").read_text())
+    assert card["lineage"]["run_files"] == want
+    md = (exported.out / "model_card.md").read_text()
+    for name, entry in want.items():
+        assert f"run file `{name}`: sha256 `{entry['sha256']}`" in md
+
+
+def test_latency_is_measured_per_format(exported, capsys):
+    info = json.loads((exported.out / "export.json").read_text())
+    card = json.loads((exported.out / "model_card.json").read_text())
+    md = (exported.out / "model_card.md").read_text()
+    assert "## Latency measured at export" in md
+    assert info["latency"]["threads"] >= 1 and info["latency"]["batch_sizes"] == [1, 32]
+    for fmt in FORMATS:
+        lat = info["formats"][fmt]["latency_ms"]
+        assert lat["batch_1"] > 0 and lat["batch_32"] > 0, (fmt, lat)
+        assert lat["per_image_batch_32"] == pytest.approx(lat["batch_32"] / 32, rel=1e-3)
+        assert lat["threads"] == info["latency"]["threads"] and min(lat["repeats"].values()) >= 1
+        assert card["latency_ms"][fmt] == lat
+        assert any(line.startswith(f"| {fmt} | ") for line in md.splitlines()), fmt
+        with capsys.disabled():
+            print(f"\nlatency {fmt:12} batch 1 {lat['batch_1']:.3f} ms, batch 32 {lat['batch_32']:.3f} ms "
+                  f"({lat['per_image_batch_32']:.4f} ms/image), {lat['threads']} thread(s)")
+
+
+def test_card_states_how_the_threshold_was_set(exported, run_dir):
+    from tlzoo.deploy.card import threshold_statement
+
+    # The test run: the plugin's fixed 0.5, as metrics.json records it.
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["threshold_policy"] == 0.5
+    card = json.loads((exported.out / "model_card.json").read_text())
+    fixed = "The decision threshold 0.5 is a fixed value (the plugin's threshold option), not tuned on data."
+    assert card["model"]["decision_rule"] == fixed and fixed in card["limitations"]
+    assert card["model"]["decision_threshold_policy"] == 0.5
+    md = (exported.out / "model_card.md").read_text()
+    assert f"- {fixed}" in md and "chosen on the validation split" not in md and "fixed before export" not in md
+
+    config = {"data": {"val": {"n": 48}}, "plugin": {"options": {"fp_budget": 0.02}}}
+    binary = {"task": "binary", "num_outputs": 1, "threshold": 0.3127, "kind": "classifier"}
+
+    def said(policy, contract=binary, metrics=None):
+        return threshold_statement(config, metrics if metrics is not None else {"threshold_policy": policy}, contract)
+
+    assert said(0.5) == said("0.5") == ("The decision threshold 0.3127 is a fixed value (the plugin's threshold "
+                                        "option), not tuned on data.")
+    chosen = "The decision threshold 0.3127 was chosen on the validation split (48 samples) "
+    assert said("youden").startswith(chosen + "by Youden's J (the threshold maximising sensitivity + specificity")
+    assert said("sensitivity:0.9").startswith(chosen + "as the highest threshold reaching sensitivity 0.9;")
+    assert said("fpr:0.05").startswith(chosen + "as the lowest threshold keeping the false-positive rate within 0.05;")
+    assert said("cost:5").startswith(chosen + "as the threshold minimising 5 x missed positives + false alarms")
+    assert said("fp_budget").startswith(chosen + "as the lowest threshold keeping the false-positive rate within "
+                                                 "the plugin's fp_budget (0.02)")
+    assert "sampling error" in said("youden") and "sampling error" not in said(0.5)
+    assert said(None, metrics={}) == "The run does not record how its decision threshold (0.3127) was set."
+    assert said("argmax", {**binary, "task": "multiclass", "num_outputs": 3}).startswith(
+        "The label is the class with the highest probability (argmax)")
+    assert said("argmax", {**binary, "task": "multilabel", "num_outputs": 4, "threshold": 0.5}) == (
+        "Each label is on when its probability is >= 0.5, a fixed threshold, not tuned on data.")
+    # multi-task: one rule per task, each with its own policy and labelled validation count
+    tasks = {"finding": {"task": "binary", "num_outputs": 1, "threshold": 0.41},
+             "view": {"task": "multiclass", "num_outputs": 3, "threshold": 0.5}}
+    multi = said(None, {**binary, "task": "multitask", "tasks": tasks},
+                 {"threshold_policy": {"finding": "youden", "view": "argmax"}, "val": {"finding": {"n_labelled": 30}}})
+    assert multi.startswith("Decision rules per task: finding: the decision threshold 0.41 was chosen on the "
+                            "validation split (30 samples) by Youden's J")
+    assert "; view: the label is the class with the highest probability (argmax)" in multi
+    # anomaly detectors: the false-alarm budget on held-out normal images (metrics["val"] of the defect recipe)
+    anomaly = {**binary, "kind": "anomaly", "threshold": 7.25}
+    val = {"n": 100, "false_alarm_rate": 0.01, "threshold": 7.25, "max_false_alarm": 0.01}
+    assert said(None, anomaly, {"threshold": 7.25, "val": val}).startswith(
+        "The anomaly threshold (7.25 on the raw score) was set from a false-alarm budget: the lowest that flags "
+        "at most 0.01 of the 100 held-out normal images (flagged on them: 0.01)")
+
+
+# ---------------------------------------------------------------- serving layouts
+
+
+def _triton_expected(onnx_path: Path) -> tuple[list[dict], list[dict]]:
+    """What Triton's config must say of each graph tensor, read here from onnx.load on its own."""
+    import onnx
+
+    types = {onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.FLOAT: "TYPE_FP32",
+             onnx.TensorProto.INT64: "TYPE_INT64"}
+    graph = onnx.load(str(onnx_path)).graph
+
+    def spec(v):
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+        assert dims[0] == -1, f"{v.name}: the batch dimension must be dynamic"
+        out = {"name": v.name, "data_type": types[v.type.tensor_type.elem_type], "dims": dims[1:] or [1]}
+        return out | ({"reshape": []} if len(dims) == 1 else {})
+
+    return [spec(v) for v in graph.input], [spec(v) for v in graph.output]
+
+
+def test_triton_layout_config_matches_the_onnx_graph(run_dir, tmp_path, capsys):
+    from tlzoo.deploy.layouts import read_triton_config
+
+    out = tmp_path / "triton-export"
+    assert main(["export", str(run_dir), "--format", "onnx", "--layout", "triton", "--model-version", "3",
+                 "--out", str(out), "--no-test-metrics"]) == 0
+    info = json.loads((out / "export.json").read_text())
+    name = info["layout"]["model_name"]
+    assert info["layout"] == {"name": "triton", "model_repository": "triton", "model_name": name,
+                              "config": f"triton/{name}/config.pbtxt", "version": 3, "max_batch_size": 32}
+    assert info["formats"]["onnx"]["path"] == f"triton/{name}/3/model.onnx"
+    model_dir = out / "triton" / name
+    assert sorted(p.name for p in model_dir.iterdir()) == ["3", "config.pbtxt"] and not (out / "model.onnx").exists()
+
+    # config.pbtxt through protobuf's text-format parser (Triton's ModelConfig field names and numbers)
+    config = read_triton_config((model_dir / "config.pbtxt").read_text())
+    inputs, outputs = _triton_expected(model_dir / "3" / "model.onnx")
+    assert config["name"] == name and config["platform"] == "onnxruntime_onnx"
+    assert config["max_batch_size"] == 32 and config["dynamic_batching"] is True
+    assert config["input"] == inputs == [{"name": "image", "data_type": "TYPE_UINT8", "dims": [-1, -1, -1]}]
+    assert config["output"] == outputs == [
+        {"name": "label", "data_type": "TYPE_INT64", "dims": [1], "reshape": []},
+        {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [1]}]
+    with pytest.raises(IntegrityError, match='no field named "dimz"'):  # the parser is strict, as Triton's is
+        read_triton_config((model_dir / "config.pbtxt").read_text().replace("dims:", "dimz:", 1))
+
+    # verify and load_export read the artefact's path from export.json; verify re-checks the config
+    report = E.verify(out)
+    assert report["triton_config"] == "matches the ONNX graph" and report["parity"]["onnx"]["passed"]
+    x = np.load(out / E.SAMPLE_INPUTS)
+    ref = np.load(out / E.SAMPLE_OUTPUTS)["probabilities"]
+    np.testing.assert_allclose(E.load_export(out, "onnx")(x)["probabilities"], ref, atol=1e-4)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["layout"]["name"] == "triton" and f"`triton/{name}/config.pbtxt`" in (out / "model_card.md").read_text()
+
+    # a config edited (and the manifest re-hashed) no longer matches the graph
+    edited = _copy(out, tmp_path / "edited")
+    pbtxt = edited / "triton" / name / "config.pbtxt"
+    pbtxt.write_text(pbtxt.read_text().replace("TYPE_FP32", "TYPE_FP16"))
+    E.write_manifest(edited)
+    with pytest.raises(IntegrityError, match=r"does not match .*model\.onnx.*outputs"):
+        E.verify(edited)
+
+    # a layout without its format is refused up front, as are a bad version and an unknown layout
+    with pytest.raises(ConfigError, match=r"the triton layout serves the onnx format, which was not requested"):
+        E.export(run_dir, formats=["savedmodel"], layout="triton", out=tmp_path / "x")
+    with pytest.raises(ConfigError, match=r"the tf-serving layout serves the savedmodel format"):
+        E.export(run_dir, formats=["onnx"], layout="tf-serving", out=tmp_path / "x")
+    with pytest.raises(ConfigError, match=r"model version must be a positive integer .* got 0"):
+        E.export(run_dir, formats=["onnx"], layout="triton", model_version=0, out=tmp_path / "x")
+    with pytest.raises(ConfigError, match=r"unknown export layout 'kserve'"):
+        E.export(run_dir, formats=["onnx"], layout="kserve", out=tmp_path / "x")
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--format", "tflite", "--layout", "triton", "--out", str(tmp_path / "x")]) == 2
+    assert "which was not requested" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_tf_serving_layout_loads_and_serves(run_dir, tmp_path):
+    import tensorflow as tf
+
+    out = tmp_path / "tfs-export"
+    E.export(run_dir, formats=["savedmodel"], layout="tf-serving", model_version=2, out=out, verbose=0,
+             test_metrics=False)
+    info = json.loads((out / "export.json").read_text())
+    assert info["formats"]["savedmodel"]["path"] == "saved_model/2"
+    assert info["layout"] == {"name": "tf-serving", "model_base_path": "saved_model", "version": 2}
+    # TF Serving's base path holds only integer version folders, each a SavedModel
+    assert [p.name for p in (out / "saved_model").iterdir()] == ["2"]
+    assert (out / "saved_model" / "2" / "saved_model.pb").is_file()
+    serve = tf.saved_model.load(str(out / "saved_model" / "2")).signatures["serving_default"]
+    x = np.load(out / E.SAMPLE_INPUTS)
+    ref = np.load(out / E.SAMPLE_OUTPUTS)["probabilities"]
+    got = serve(image=tf.constant(x))
+    np.testing.assert_allclose(got["probabilities"].numpy(), ref, atol=1e-4)
+    assert got["label"].dtype == tf.int64 and got["label"].shape == (len(x),)
+    assert E.verify(out)["parity"]["savedmodel"]["passed"]
+    np.testing.assert_allclose(E.load_export(out, "savedmodel")(x)["probabilities"], ref, atol=1e-4)
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def test_signed_export_refuses_tampering_and_other_keys(run_dir, exported, tmp_path, capsys):
+    from tlzoo.deploy import signing
+
+    keys = tmp_path / "keys"
+    assert main(["keys", "generate", "--out", str(keys)]) == 0
+    private, public = keys / "tlzoo_ed25519.pem", keys / "tlzoo_ed25519.pub.pem"
+    assert "fingerprint: sha256" in capsys.readouterr().out
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert main(["keys", "generate", "--out", str(keys)]) == 2  # never replaces a key
+    assert "exist; choose another --out" in capsys.readouterr().err
+    _, other_public = signing.generate_keys(tmp_path / "other")
+
+    out = tmp_path / "signed"
+    E.export(run_dir, formats=["onnx"], out=out, sign_key=private, verbose=0, test_metrics=False)
+    sig = json.loads((out / "manifest.sig").read_text())
+    info = json.loads((out / "export.json").read_text())
+    fp = signing.fingerprint(signing.load_public_key(public))
+    assert sig["algorithm"] == "ed25519" and sig["public_key_sha256"] == fp == info["signing"]["public_key_sha256"]
+    assert f"key fingerprint sha256 `{fp}`" in (out / "model_card.md").read_text()
+    assert "manifest.sig" not in json.loads((out / "manifest.json").read_text())["files"]
+    report = E.verify(out, public_key=public)
+    assert report["signature"] == {"algorithm": "ed25519", "public_key_sha256": fp, "valid": True}
+    assert E.verify(out, parity=False)["signature"]["valid"] is None  # signed, but no key given: not checked
+    assert E.load_export(out, "onnx", public_key=public)
+    assert main(["verify", str(out), "--public-key", str(public)]) == 0
+    assert "signature valid" in capsys.readouterr().out
+
+    # a file changed and the manifest re-hashed: the hashes agree, the signature does not
+    tampered = _copy(out, tmp_path / "tampered")
+    card = tampered / "model_card.md"
+    card.write_text(card.read_text().replace("Known limitations", "Known limitations (none)"))
+    E.write_manifest(tampered)
+    assert E.verify(tampered, parity=False)["hashes"] == "ok"
+    with pytest.raises(IntegrityError, match=r"the signature does not match manifest\.json"):
+        E.verify(tampered, public_key=public)
+    with pytest.raises(IntegrityError, match="the signature does not match"):
+        E.load_export(tampered, "onnx", public_key=public)
+    assert main(["verify", str(tampered), "--public-key", str(public)]) == 2
+    assert "signature does not match" in capsys.readouterr().err
+    # another key, no signature, a garbled signature
+    with pytest.raises(IntegrityError, match=r"was signed by key .*, not by the public key"):
+        E.verify(out, public_key=other_public)
+    with pytest.raises(IntegrityError, match=r"is not signed \(no manifest\.sig\) but a public key was given"):
+        E.verify(exported.out, public_key=public)
+    garbled = _copy(out, tmp_path / "garbled")
+    (garbled / "manifest.sig").write_text((out / "manifest.sig").read_text().replace(sig["signature"][:8], "A" * 8))
+    with pytest.raises(IntegrityError, match="the signature does not match"):
+        E.verify(garbled, public_key=public)
+
+    # bad key files: one clear error each, before any work
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rsa_pem = tmp_path / "rsa.pem"
+    rsa_pem.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "junk.pem").write_text("not a key")
+    for key, message in ((public, "is a public key; signing needs the private key"),
+                         (rsa_pem, "holds a RSAPrivateKey, not an Ed25519 key"),
+                         (tmp_path / "junk.pem", "is not a PEM file"),
+                         (tmp_path / "nowhere.pem", "does not exist")):
+        with pytest.raises(ConfigError, match=message):
+            E.export(run_dir, formats=["onnx"], out=tmp_path / "x", sign_key=key)
+    with pytest.raises(ConfigError, match="is a private key; verification takes the public key"):
+        E.verify(out, public_key=private)
+    assert main(["export", str(run_dir), "--format", "onnx", "--out", str(tmp_path / "x"),
+                 "--sign-key", str(tmp_path / "junk.pem")]) == 2
+    assert "is not a PEM file" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_openssl_keys_sign_and_verify(exported, tmp_path):
+    from tlzoo.deploy import signing
+
+    key, pub = tmp_path / "key.pem", tmp_path / "pub.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
+    out = _copy(exported.out, tmp_path / "export")
+    signing.sign_manifest(out, signing.load_private_key(key))
+    assert E.verify(out, parity=False, public_key=pub)["signature"]["valid"] is True
+
+
 # ---------------------------------------------------------------- bad input
 
 

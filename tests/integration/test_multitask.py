@@ -39,6 +39,8 @@ def test_multitask_run_trains_both_heads_and_exports_named_outputs(tmp_path, wei
     exported = export(result.run_dir, formats=["savedmodel", "onnx"], out=tmp_path / "export", verbose=0)
     info = json.loads((exported.out / "export.json").read_text())
     assert {"finding", "finding_label", "exposure", "exposure_label"} <= set(info["contract"]["outputs"])
+    rule = json.loads((exported.out / "model_card.json").read_text())["model"]["decision_rule"]
+    assert rule.startswith("Decision rules per task: finding: ") and "; exposure: " in rule, rule
     for fmt in ("savedmodel", "onnx"):
         assert exported.parity[fmt]["max_abs_diff"] <= 1e-4
         assert exported.test_metrics[fmt]["exposure"]["roc_auc"] == pytest.approx(test["exposure"]["roc_auc"], abs=1e-3)

@@ -55,6 +55,7 @@ def test_pretrain_adapt_export_round_trip(tmp_path, home):
 
     ex = export(run.run_dir, formats=["savedmodel", "onnx"], out=tmp_path / "export", verbose=0, heldout=16)
     assert ex.parity["onnx"]["max_abs_diff"] <= 1e-4 and ex.parity["savedmodel"]["max_abs_diff"] <= 1e-4
+    assert "the plugin's fp_budget" in ex.card["model"]["decision_rule"]
 
     # a feature used in training missing at inference
     x = np.load(data)["features"][:, :3]

@@ -59,6 +59,7 @@ def tlzoo(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, list
     (["adapt", "--help"], "--label-fraction"),
     (["export", "--help"], "--opset"),
     (["verify", "--help"], "--hashes-only"),
+    (["keys", "generate", "--help"], "--out"),
     (["plugins"], "medical-imaging"),
     (["backbones"], "backbones"),
 ])

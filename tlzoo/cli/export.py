@@ -1,4 +1,5 @@
-"""``tlzoo export`` and ``tlzoo verify``: deployment formats with parity, and their re-check."""
+"""``tlzoo export`` and ``tlzoo verify``: deployment formats with parity, and their re-check;
+``tlzoo keys generate``: an Ed25519 key pair to sign exports with."""
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=int, default=64, help="held-out test images in the parity check (default 64)")
     p.add_argument("--samples", type=int, default=16, help="test images stored for `tlzoo verify` (default 16)")
     p.add_argument("--no-test-metrics", action="store_true", help="skip recomputing test metrics from each format")
+    p.add_argument("--layout", default="plain", choices=["plain", "tf-serving", "triton"],
+                   help="plain (default); tf-serving: saved_model/VERSION/; triton: a Triton model repository "
+                        "triton/MODEL/{config.pbtxt,VERSION/model.onnx} (needs onnx)")
+    p.add_argument("--model-version", type=int, default=1, help="the serving layout's version folder (default 1)")
+    p.add_argument("--sign-key", metavar="PEM", help="Ed25519 private key: sign manifest.json (manifest.sig)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
     p = subparsers.add_parser("verify", help="re-check an export's hashes and parity")
     p.add_argument("export_dir")
     p.add_argument("--hashes-only", action="store_true", help="check sha256 hashes only, not parity")
+    p.add_argument("--public-key", metavar="PEM", help="Ed25519 public key: require a valid signature by it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_verify)
+
+    p = subparsers.add_parser("keys", help="make an Ed25519 key pair to sign exports with")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    g = keys.add_parser("generate", help="write tlzoo_ed25519.pem (private, mode 600) and tlzoo_ed25519.pub.pem")
+    g.add_argument("--out", required=True, help="folder for the two PEM files (existing key files are refused)")
+    g.set_defaults(func=run_keys)
     return p
 
 
@@ -39,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = export(args.run_dir, formats=args.format, out=args.out, overwrite=args.overwrite, opset=args.opset,
                     data=args.data, heldout=args.heldout, samples=args.samples,
-                    test_metrics=not args.no_test_metrics, verbose=1)
+                    test_metrics=not args.no_test_metrics, layout=args.layout, model_version=args.model_version,
+                    sign_key=args.sign_key, verbose=1)
     if args.json:
         print(json.dumps({"out": str(result.out), "parity": result.parity, "test_metrics": result.test_metrics},
                          indent=2, default=str))
@@ -60,14 +74,29 @@ def run_verify(args: argparse.Namespace) -> int:
 
     from tlzoo.deploy.export import verify
 
-    report = verify(args.export_dir, parity=not args.hashes_only)
+    report = verify(args.export_dir, parity=not args.hashes_only, public_key=args.public_key)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
+    signature = report.get("signature") or {}
+    if signature.get("valid"):
+        print(f"manifest.json signed by key {signature['public_key_sha256'][:16]}...: signature valid")
+    elif signature:
+        print(f"manifest.json {signature['note']} (--public-key PEM)")
     print(f"{report['files_checked']} files match manifest.json")
     if "parity" in report:
         print_parity(report["parity"], "parity with the stored Keras outputs")
     print(f"{args.export_dir}: verified")
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from tlzoo.deploy.signing import fingerprint, generate_keys, load_public_key
+
+    private, public = generate_keys(args.out)
+    print(f"private key: {private} (keep it secret; sign with `tlzoo export ... --sign-key {private}`)")
+    print(f"public key:  {public} (give it to whoever verifies: `tlzoo verify EXPORT --public-key {public}`)")
+    print(f"fingerprint: sha256 {fingerprint(load_public_key(public))}")
     return 0
 
 

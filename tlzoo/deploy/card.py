@@ -23,9 +23,73 @@ CARD_SCHEMA = "tlzoo.model_card/1"
 GENERIC_LIMITATIONS = (
     "Evaluated only on the held-out test split of the data set named below; performance on data from "
     "another source, device or population is unknown until measured there.",
-    "Probabilities are not calibrated unless stated; the decision threshold was fixed before export.",
+    "Probabilities are not calibrated unless stated.",
     "Inputs must follow the input contract (dtype, shape, value range); anything else is outside what was tested.",
 )
+
+
+# What each recorded threshold rule did, chosen on the validation split (tlzoo.evaluation.metrics.choose_threshold).
+_RULES = {
+    "youden": "by Youden's J (the threshold maximising sensitivity + specificity - 1)",
+    "sensitivity": "as the highest threshold reaching sensitivity {x}",
+    "fpr": "as the lowest threshold keeping the false-positive rate within {x}",
+    "cost": "as the threshold minimising {x} x missed positives + false alarms (a miss costs {x} false alarms)",
+    "fp_budget": "as the lowest threshold keeping the false-positive rate within the plugin's fp_budget ({x})",
+}
+
+
+def _is_number(policy: Any) -> bool:
+    try:
+        float(policy)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(policy, bool)
+
+
+def _head_rule(task: str, k: int, policy: Any, threshold: float, n_val: Any, options: dict[str, Any]) -> str:
+    """One head's decision rule, as it was set: argmax, a fixed value, or a rule chosen on validation data."""
+    if task == "multiclass" or (task == "binary" and k > 1):
+        return "the label is the class with the highest probability (argmax); no threshold is involved"
+    if task == "multilabel":
+        return f"each label is on when its probability is >= {threshold:g}, a fixed threshold, not tuned on data"
+    if policy is None:
+        return f"the run does not record how its decision threshold ({threshold:.4g}) was set"
+    if _is_number(policy):
+        return (f"the decision threshold {threshold:g} is a fixed value (the plugin's threshold option), "
+                f"not tuned on data")
+    kind, _, x = str(policy).partition(":")
+    if kind == "fp_budget":
+        x = str(options.get("fp_budget", "?"))
+    how = _RULES[kind].format(x=x) if kind in _RULES else f"by the rule {str(policy)!r}"
+    return (f"the decision threshold {threshold:.4g} was chosen on the validation split ({n_val} samples) {how}; "
+            f"chosen on {n_val} samples, it carries their sampling error: re-check it on data from where the "
+            f"model is used")
+
+
+def threshold_statement(config: dict[str, Any], metrics: dict[str, Any], contract: dict[str, Any]) -> str:
+    """How the decision threshold was set, from what the run recorded: ``metrics.json``'s
+    ``threshold_policy`` (per task for multi-task runs), or an anomaly run's false-alarm budget."""
+    val = metrics.get("val") or {}
+    if contract.get("kind") == "anomaly":
+        if "max_false_alarm" not in val:
+            return f"The run does not record how its anomaly threshold ({contract['threshold']:.4g}) was set."
+        n = val.get("n")
+        return (f"The anomaly threshold ({contract['threshold']:.4g} on the raw score) was set from a false-alarm "
+                f"budget: the lowest that flags at most {val['max_false_alarm']:g} of the {n} held-out normal images "
+                f"(flagged on them: {_fmt(val.get('false_alarm_rate'))}); the false-alarm rate on other normal images "
+                f"can differ, more so with few held-out normals.")
+    policy = metrics.get("threshold_policy")
+    options = (config.get("plugin") or {}).get("options") or {}
+    n_val = ((config.get("data") or {}).get("val") or {}).get("n")
+    if contract.get("tasks"):
+        policies = policy if isinstance(policy, dict) else {}
+        rules = [f"{name}: " + _head_rule(t["task"], int(t["num_outputs"]), policies.get(name), float(t["threshold"]),
+                                          (val.get(name) or {}).get("n_labelled", n_val), options)
+                 for name, t in contract["tasks"].items()]
+        return "Decision rules per task: " + "; ".join(rules) + "."
+    rule = _head_rule(contract["task"], int(contract["num_outputs"]), policy, float(contract["threshold"]), n_val,
+                      options)
+    return rule[0].upper() + rule[1:] + "."
 
 
 def _card_extensions() -> list[Any]:
@@ -163,6 +227,8 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
             "task": contract["task"],
             "classes": contract["class_names"],
             "decision_threshold": contract["threshold"],
+            "decision_threshold_policy": metrics.get("threshold_policy"),
+            "decision_rule": threshold_statement(config, metrics, contract),
             "input": contract["input"],
             "outputs": contract["outputs"],
             "preprocessing_inside": f"{contract['input'].get('preprocessing', 'as the model was trained')}; the "
@@ -171,6 +237,7 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "intended_use": getattr(plugin, "intended_use", "") or
         f"{plugin.describe().get('description') or plugin.name}: the task it was trained and tested on.",
         "limitations": list(getattr(plugin, "limitations", ()) or ()) + list(GENERIC_LIMITATIONS)
+        + [threshold_statement(config, metrics, contract)]
         + [w for w in [subgroup_warning(metrics.get("subgroups"))] if w],
         "lineage": {
             "backbone": {"name": backbone.get("name"), "family": backbone.get("family"),
@@ -186,6 +253,7 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
             "seed": adapt.get("seed"),
             "batch_size": adapt.get("batch_size"),
             "run_dir": export_info.get("run_dir"),
+            "run_files": export_info.get("lineage") or {},  # sha256 of model.keras and the best weights
         },
         "test_metrics": run_metrics,
         "test_metrics_recomputed": recomputed,
@@ -194,6 +262,10 @@ def build_card(*, run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]
         "artefacts": {fmt: {k: a[k] for k in ("path", "precision", "bytes") if k in a}
                       | ({"opset": a["opset"]} if "opset" in a else {})
                       for fmt, a in export_info["formats"].items()},
+        "layout": export_info.get("layout") or {"name": "plain"},
+        "signing": export_info.get("signing"),  # the key that signs manifest.json (manifest.sig), if any
+        "latency_ms": {fmt: a["latency_ms"] for fmt, a in export_info["formats"].items() if "latency_ms" in a},
+        "latency_conditions": export_info.get("latency"),
         "environment": {"training": config.get("environment"), "export": export_info.get("versions")},
         "dates": {"run_finished": trained, "exported": export_info.get("exported_at")},
         "tlzoo_version": export_info.get("tlzoo_version"),
@@ -251,6 +323,8 @@ def render_markdown(card: dict[str, Any]) -> str:
                      f"{', '.join(r['attributes']) or 'none'}; skipped: {r['skipped']['unreadable']} unreadable, "
                      f"{r['skipped']['other']} non-image, {r['skipped']['hidden']} hidden files")
         lines += [f"  - warning: {w}" for w in r["warnings"]]
+    lines += [f"- run file `{name}`: sha256 `{f['sha256']}` ({f['bytes']:,} bytes)"
+              for name, f in (lin.get("run_files") or {}).items()]
     lines += [f"- seed {lin['seed']}, batch size {lin['batch_size']}", "", "### Freeze schedule as run", "",
               "| stage | trainable | lr | lr decay | epochs planned | epochs run | seconds |",
               "|---|---|---|---|---|---|---|"]
@@ -281,12 +355,38 @@ def render_markdown(card: dict[str, Any]) -> str:
     for fmt, a in card["artefacts"].items():
         lines.append(f"- {fmt}: `{a['path']}` ({a['precision']}, {a['bytes'] / 1e6:.1f} MB"
                      + (f", opset {a['opset']}" if "opset" in a else "") + ")")
-    lines += ["", "Every file's sha256 is in `manifest.json`; `tlzoo verify` re-checks them and re-runs parity.", "",
-              "## Environment", ""]
+    layout = card.get("layout") or {}
+    if layout.get("name") == "triton":
+        lines.append(f"- Triton model repository `{layout['model_repository']}/`: model `{layout['model_name']}`, "
+                     f"version {layout['version']}, `{layout['config']}` (ONNX Runtime backend, max_batch_size "
+                     f"{layout['max_batch_size']}, dynamic batching)")
+    elif layout.get("name") == "tf-serving":
+        lines.append(f"- TensorFlow Serving model base path `{layout['model_base_path']}/`, "
+                     f"version {layout['version']}")
+    lines += ["", "Every file's sha256 is in `manifest.json`; `tlzoo verify` re-checks them and re-runs parity."]
+    if card.get("signing"):
+        lines.append(f"`manifest.json` is signed with Ed25519 (`{card['signing']['file']}`), key fingerprint sha256 "
+                     f"`{card['signing']['public_key_sha256']}`: `tlzoo verify EXPORT --public-key PUB.pem`.")
+    lines.append("")
+    lines += _latency_lines(card.get("latency_ms") or {}, card.get("latency_conditions") or {})
+    lines += ["## Environment", ""]
     for phase, env in card["environment"].items():
         lines.append(f"- {phase}: " + ", ".join(f"{k} {v}" for k, v in (env or {}).items() if v))
     lines += ["", f"Run finished {card['dates']['run_finished']}; exported {card['dates']['exported']}.", ""]
     return "\n".join(lines)
+
+
+def _latency_lines(latency: dict[str, Any], conditions: dict[str, Any]) -> list[str]:
+    if not latency:
+        return []
+    lines = ["## Latency measured at export", "",
+             f"Median ms per call on the exporting machine, {conditions.get('threads')} thread(s) "
+             f"({conditions.get('threads_note', '')}); inputs: {conditions.get('inputs', 'test images')}. "
+             "A first figure, not a benchmark: measure on the serving machine.", "",
+             "| format | batch 1 | batch 32 | per image at batch 32 |", "|---|---|---|---|"]
+    lines += [f"| {fmt} | {_fmt(f.get('batch_1'))} | {_fmt(f.get('batch_32'))} | {_fmt(f.get('per_image_batch_32'))} |"
+              for fmt, f in latency.items()]
+    return lines + [""]
 
 
 def write_card(directory: Path, card: dict[str, Any]) -> None:

@@ -11,6 +11,11 @@ The export directory is written to a temporary sibling and renamed into place on
 format passed its parity check; ``manifest.json`` (written last) lists every file with its sha256.
 ``verify`` re-checks the hashes and re-runs parity, labels included, on the stored sample inputs.
 
+Serving layouts (``tlzoo.deploy.layouts``): ``tf-serving`` puts the SavedModel in a version folder,
+``triton`` writes a Triton model repository around the ONNX model. ``sign_key``: an Ed25519
+signature over ``manifest.json`` (``tlzoo.deploy.signing``), checked by ``verify(public_key=...)``.
+Each format's latency at batch 1 and 32 is measured after parity (``tlzoo.deploy.latency``).
+
     tlzoo export runs/pneumonia --format savedmodel onnx tflite --out exports/pneumonia
     tlzoo verify exports/pneumonia
 """
@@ -35,14 +40,17 @@ from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, Contract, split_outputs
 from tlzoo.deploy.formats import ExportFormat, parse_formats, require, write_format
 from tlzoo.deploy.formats.onnx import DEFAULT_OPSET, check_opset
 from tlzoo.deploy.formats.tflite import tflite_interpreter_class
-from tlzoo.deploy.manifest import check_manifest, write_manifest
+from tlzoo.deploy.latency import BATCH_SIZES, available_cpus, measure_latency
+from tlzoo.deploy.layouts import Layout, artefact_path, check_layout, check_triton_config, write_layout_files
+from tlzoo.deploy.manifest import SIGNATURE_FILE, check_manifest, write_manifest
 from tlzoo.deploy.parity import borderline, parity_message, run_parity
 from tlzoo.deploy.runners import KerasRunner, Runner, load_runner
 from tlzoo.errors import ConfigError, DataError, IntegrityError, ParityError
-from tlzoo.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
+from tlzoo.runs import BEST_WEIGHTS, CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from tlzoo.runs.directory import atomic_dir, read_yaml, write_json
 from tlzoo.train.config import recorded
 from tlzoo.train.recipe import load_model
+from tlzoo.zoo.weights import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +123,13 @@ def _open_run(run_dir: Path) -> _Run:
     history_path = run_dir / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
     return _Run(run_dir, config, metrics, history, plugin, model)
+
+
+def run_lineage(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of the run's model and best-epoch weights (when kept): ties the export to the
+    exact files it was made from."""
+    return {name: {"sha256": sha256_of(run_dir / name), "bytes": (run_dir / name).stat().st_size}
+            for name in (MODEL_FILE, BEST_WEIGHTS) if (run_dir / name).is_file()}
 
 
 def _read_data(run: _Run, data: str | None) -> tuple[Any, bool | None]:
@@ -211,6 +226,9 @@ def export(
     heldout: int = 64,
     samples: int = 16,
     test_metrics: bool = True,
+    layout: "str | Layout" = Layout.PLAIN,
+    model_version: int = 1,
+    sign_key: str | Path | None = None,
     verbose: int = 1,
 ) -> ExportResult:
     """Export a run directory (or a ``RunResult``) to deployment formats, verified for parity.
@@ -222,6 +240,10 @@ def export(
     (1e-4 for float32 formats) fails and writes nothing. ``test_metrics``: also recompute the test
     metrics from every format on the whole test split. ``samples`` test images and the Keras outputs
     on them are stored for ``verify``.
+
+    ``layout``: ``"plain"``, ``"tf-serving"`` (the SavedModel at ``saved_model/<model_version>/``) or
+    ``"triton"`` (``triton/<model>/config.pbtxt`` and ``triton/<model>/<model_version>/model.onnx``).
+    ``sign_key``: an Ed25519 private key (PEM); ``manifest.sig`` then signs ``manifest.json``.
     """
     t_start = time.perf_counter()
     fmts = parse_formats(formats)
@@ -235,6 +257,13 @@ def export(
                           f"choose another --out")
     if heldout < 1 or samples < 1:
         raise ConfigError(f"heldout and samples must be >= 1, got {heldout} and {samples}")
+    layout = Layout.parse(layout)
+    check_layout(layout, fmts, model_version)
+    private_key = None
+    if sign_key is not None:  # read before any work: a bad key file fails here, not after the conversions
+        from tlzoo.deploy.signing import load_private_key
+
+        private_key = load_private_key(sign_key)
     if ExportFormat.ONNX in fmts:
         check_opset(opset)
         require("tf2onnx"), require("onnx"), require("onnxruntime")
@@ -242,6 +271,7 @@ def export(
         require("openvino")
 
     run_ = _open_run(run_dir)
+    lineage = run_lineage(run_dir)
     splits, fingerprint_ok = _read_data(run_, data)
     test = splits.test
     contract = _contract(run_, test.x, splits)
@@ -272,19 +302,31 @@ def export(
         scratch: dict[str, Path] = {}
         for fmt in fmts:
             t0 = time.perf_counter()
-            write_format(fmt, run_.model, contract, tmp, {"opset": opset}, scratch)
-            artefacts[fmt.value] = {"path": fmt.artefact, "precision": fmt.precision, "bounds": fmt.bounds,
-                                    "bytes": _size(tmp / fmt.artefact), "seconds": round(time.perf_counter() - t0, 2),
+            rel = artefact_path(layout, fmt, run_.model.name, model_version)
+            write_format(fmt, run_.model, contract, tmp, {"opset": opset}, scratch, tmp / rel)
+            artefacts[fmt.value] = {"path": rel, "precision": fmt.precision, "bounds": fmt.bounds,
+                                    "bytes": _size(tmp / rel), "seconds": round(time.perf_counter() - t0, 2),
                                     **({"opset": opset} if fmt is ExportFormat.ONNX else {})}
-            say(f"exported {fmt.value:12} -> {fmt.artefact} ({artefacts[fmt.value]['bytes'] / 1e6:.1f} MB, "
+            say(f"exported {fmt.value:12} -> {rel} ({artefacts[fmt.value]['bytes'] / 1e6:.1f} MB, "
                 f"{artefacts[fmt.value]['seconds']:.1f} s)", flush=True)
         shutil.rmtree(tmp / ".work", ignore_errors=True)
+        # Triton's max_batch_size: the largest batch the parity check ran
+        layout_record = write_layout_files(layout, tmp, {f: a["path"] for f, a in artefacts.items()},
+                                           run_.model.name, max_batch_size=batch_size)
 
-        runners = {fmt.value: load_runner(fmt, tmp / fmt.artefact, contract) for fmt in fmts}
+        threads = available_cpus()  # given to ONNX Runtime and LiteRT, so the latency figures name it
+        runners = {fmt.value: load_runner(fmt, tmp / artefacts[fmt.value]["path"], contract, threads) for fmt in fmts}
         parity = run_parity(runners, cases, reference, {f.value: f.bounds for f in fmts}, contract)
         failures = [parity_message(name, s, "Keras") for name, s in parity.items() if not s["passed"]]
         if failures:
             raise ParityError("parity check failed, nothing written: " + "; ".join(failures))
+
+        latency = measure_latency(runners, test.x[np.resize(order, max(BATCH_SIZES))].astype(np_dtype))
+        for name, figures in latency.items():
+            artefacts[name]["latency_ms"] = {**figures, "threads": threads}
+        say("latency (median ms, " + f"{threads} thread(s)): " + ", ".join(
+            f"{n} {f['batch_1']:.2f} / {f['batch_32']:.2f}" for n, f in latency.items()) + " at batch 1 / 32",
+            flush=True)
 
         metrics_by_format: dict[str, Any] = {}
         if test_metrics:
@@ -306,8 +348,15 @@ def export(
             "exported_at": exported_at,
             "run_dir": str(run_dir.resolve()),
             "model_name": run_.model.name,
+            "lineage": lineage,
             "contract": contract.to_dict(),
             "formats": artefacts,
+            "layout": layout_record,
+            "latency": {"threads": threads, "batch_sizes": list(BATCH_SIZES),
+                        "threads_note": "ONNX Runtime and LiteRT run with this many threads, the CPUs available; "
+                                        "the SavedModel with TensorFlow's own pool, one thread per CPU by default",
+                        "inputs": "test split images (the parity permutation)",
+                        "statistic": "median wall time of a call after one warm-up call, on the exporting machine"},
             "parity": parity,
             "parity_inputs": {"source": splits.source, "split": "test",
                               "selection": f"permutation(seed={seed}), and the test samples nearest a label change",
@@ -318,6 +367,11 @@ def export(
             "data_fingerprint_matches_run": fingerprint_ok,
             "versions": library_versions(),
         }
+        if private_key is not None:  # inside the signed manifest, so the signer's claim is signed too
+            from tlzoo.deploy.signing import fingerprint
+
+            info["signing"] = {"algorithm": "ed25519", "file": SIGNATURE_FILE,
+                               "public_key_sha256": fingerprint(private_key.public_key())}
         write_json(tmp / EXPORT_FILE, info)
 
         from tlzoo.deploy.card import build_card, write_card
@@ -326,6 +380,10 @@ def export(
                           plugin=run_.plugin, export_info=info)
         write_card(tmp, card)
         manifest = write_manifest(tmp)  # last: a directory without it is not a complete export
+        if private_key is not None:
+            from tlzoo.deploy.signing import sign_manifest
+
+            sign_manifest(tmp, private_key)
     say(f"export written to {out} ({len(manifest['files'])} files, {time.perf_counter() - t_start:.0f} s)", flush=True)
     return ExportResult(out, [f.value for f in fmts], parity, info["test_metrics"], card, manifest)
 
@@ -367,16 +425,39 @@ def _read_export_info(root: Path) -> dict[str, Any]:
     return info
 
 
-def verify(export_dir: str | Path, *, parity: bool = True, num_threads: int | None = None) -> dict[str, Any]:
-    """Re-check an export: every file's sha256 against ``manifest.json``, then every format's outputs
-    on the stored sample inputs (as one batch and a batch of one) against the stored Keras outputs,
-    within the format's bound. Raises ``IntegrityError`` / ``ParityError``; returns the figures."""
+def _check_files(root: Path, public_key: str | Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The signature (with ``public_key``), then every file's hash: (manifest, signature report)."""
+    signature: dict[str, Any] = {}
+    if public_key is not None:
+        from tlzoo.deploy.signing import check_signature
+
+        if not Path(root).is_dir():
+            raise ConfigError(f"export directory {str(root)!r} does not exist")
+        signature = check_signature(root, public_key)
+    elif (root / SIGNATURE_FILE).is_file():
+        signature = {"valid": None, "note": "signed, signature not checked: pass the public key to check it"}
+    return check_manifest(root), signature
+
+
+def verify(export_dir: str | Path, *, parity: bool = True, num_threads: int | None = None,
+           public_key: str | Path | None = None) -> dict[str, Any]:
+    """Re-check an export: with ``public_key`` (PEM, Ed25519), the signature over ``manifest.json``;
+    every file's sha256 against ``manifest.json``; then every format's outputs on the stored sample
+    inputs (as one batch and a batch of one) against the stored Keras outputs, within the format's
+    bound, and a Triton layout's ``config.pbtxt`` against the ONNX graph. Raises ``IntegrityError`` /
+    ``ParityError``; returns the figures."""
     root = Path(export_dir)
-    manifest = check_manifest(root)
+    manifest, signature = _check_files(root, public_key)
     info = _read_export_info(root)
     report: dict[str, Any] = {"export_dir": str(root), "files_checked": len(manifest["files"]), "hashes": "ok"}
+    if signature:
+        report["signature"] = signature
     if not parity:
         return report
+    triton = info.get("layout") or {}
+    if triton.get("name") == Layout.TRITON.value:
+        check_triton_config(root / triton["config"], root / info["formats"][ExportFormat.ONNX.value]["path"])
+        report["triton_config"] = "matches the ONNX graph"
     contract = Contract.from_dict(info["contract"])
     x = np.load(root / SAMPLE_INPUTS, allow_pickle=False)
     with np.load(root / SAMPLE_OUTPUTS, allow_pickle=False) as stored:
@@ -397,11 +478,11 @@ def verify(export_dir: str | Path, *, parity: bool = True, num_threads: int | No
 
 
 def load_export(export_dir: str | Path, fmt: "ExportFormat | str" = ExportFormat.SAVEDMODEL,
-                num_threads: int | None = None) -> Runner:
+                num_threads: int | None = None, public_key: str | Path | None = None) -> Runner:
     """A runner for one format of an export, after its files were checked against ``manifest.json``
-    (an export whose hashes do not match is refused)."""
+    (an export whose hashes do not match is refused) and, with ``public_key``, its signature."""
     root = Path(export_dir)
-    check_manifest(root)
+    _check_files(root, public_key)
     info = _read_export_info(root)
     fmt = ExportFormat.parse(fmt)
     if fmt.value not in info["formats"]:

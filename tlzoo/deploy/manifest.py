@@ -12,11 +12,12 @@ from tlzoo.zoo.weights import sha256_of
 
 MANIFEST_FILE = "manifest.json"  # written last: its presence marks a complete export
 MANIFEST_SCHEMA = "tlzoo.export.manifest/1"
+SIGNATURE_FILE = "manifest.sig"  # optional, written after the manifest: signs it, so it cannot be listed in it
 
 
 def _listed_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()
-                  and p.relative_to(root).as_posix() != MANIFEST_FILE)
+                  and p.relative_to(root).as_posix() not in (MANIFEST_FILE, SIGNATURE_FILE))
 
 
 def write_manifest(root: Path) -> dict[str, Any]:

@@ -155,8 +155,8 @@ def markdown_lines(cal: dict[str, Any] | None) -> list[str]:
                   for split in ("val", "test") if split in cal]
     else:
         lines.append("Probabilities are not recalibrated.")
-    lines += ["", f"Decision rule: {cal.get('decision')!s} (threshold {_fmt(cal.get('threshold'))}, chosen on the "
-              "validation split).", ""]
+    # how the threshold was set (fixed, or chosen on the validation split) is stated under Known limitations
+    lines += ["", f"Decision rule: {cal.get('decision')!s} (threshold {_fmt(cal.get('threshold'))}).", ""]
     return lines
 
 

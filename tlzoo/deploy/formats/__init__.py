@@ -83,12 +83,14 @@ def parse_formats(formats: Iterable["str | ExportFormat"] | str | None) -> list[
 
 
 def write_format(fmt: ExportFormat, model: Any, contract: Any, root: Path, options: dict[str, Any],
-                 scratch: dict[str, Path]) -> None:
-    """Writes one format's artefact into ``root`` (exporters looked up at call time, so each can be
-    replaced in tests). ``scratch`` holds what formats share (the SavedModel TFLite converts from)."""
+                 scratch: dict[str, Path], target: Path | None = None) -> None:
+    """Writes one format's artefact into ``root``, at ``target`` if given (a serving layout's place),
+    else ``root / fmt.artefact`` (exporters looked up at call time, so each can be replaced in tests).
+    ``scratch`` holds what formats share (the SavedModel TFLite converts from)."""
     from tlzoo.deploy.formats import onnx, openvino, savedmodel, tflite
 
-    target = root / fmt.artefact
+    target = target or root / fmt.artefact
+    target.parent.mkdir(parents=True, exist_ok=True)
     if fmt is ExportFormat.SAVEDMODEL:
         savedmodel.export_savedmodel(model, contract, target)
         scratch["saved_model"] = target
