@@ -34,7 +34,7 @@ from tlzoo.data import is_lazy
 from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, Contract, split_outputs
 from tlzoo.deploy.formats import ExportFormat, parse_formats, require, write_format
 from tlzoo.deploy.formats.onnx import DEFAULT_OPSET, check_opset
-from tlzoo.deploy.formats.tflite import tflite_interpreter_class
+from tlzoo.deploy.formats.tflite import REPRESENTATIVE_SAMPLES, tflite_interpreter_class
 from tlzoo.deploy.manifest import check_manifest, write_manifest
 from tlzoo.deploy.parity import borderline, parity_message, run_parity
 from tlzoo.deploy.runners import KerasRunner, Runner, load_runner
@@ -268,12 +268,16 @@ def export(
     with atomic_dir(out, overwrite) as tmp:
         artefacts: dict[str, dict[str, Any]] = {}
         scratch: dict[str, Path] = {}
+        options: dict[str, Any] = {"opset": opset}
+        if ExportFormat.TFLITE_INT8_FULL in fmts:  # calibrates the activations' ranges: training samples
+            pick = np.random.default_rng(seed).permutation(len(splits.train))[:REPRESENTATIVE_SAMPLES]
+            options["representative"] = splits.train.x[np.sort(pick)].astype(np_dtype)
         for fmt in fmts:
             t0 = time.perf_counter()
-            write_format(fmt, run_.model, contract, tmp, {"opset": opset}, scratch)
+            added = write_format(fmt, run_.model, contract, tmp, options, scratch)
             artefacts[fmt.value] = {"path": fmt.artefact, "precision": fmt.precision, "bounds": fmt.bounds,
                                     "bytes": _size(tmp / fmt.artefact), "seconds": round(time.perf_counter() - t0, 2),
-                                    **({"opset": opset} if fmt is ExportFormat.ONNX else {})}
+                                    **({"opset": opset} if fmt is ExportFormat.ONNX else {}), **added}
             say(f"exported {fmt.value:12} -> {fmt.artefact} ({artefacts[fmt.value]['bytes'] / 1e6:.1f} MB, "
                 f"{artefacts[fmt.value]['seconds']:.1f} s)", flush=True)
         shutil.rmtree(tmp / ".work", ignore_errors=True)
