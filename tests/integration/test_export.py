@@ -16,11 +16,12 @@ from support import fast_config
 from tlzoo.cli.main import main
 from tlzoo.deploy import export as E
 from tlzoo.deploy import formats
-from tlzoo.deploy.formats import INT8_BOUNDS
+from tlzoo.deploy.formats import FP16_BOUNDS, INT8_BOUNDS, INT8_FULL_BOUNDS
 from tlzoo.errors import ConfigError, DataError, ExportError, IntegrityError, ParityError
 
-FORMATS = ["savedmodel", "onnx", "tflite", "tflite_int8", "openvino"]
+FORMATS = ["savedmodel", "onnx", "tflite", "tflite_int8", "tflite_fp16", "tflite_int8_full", "openvino"]
 FLOAT_FORMATS = ["savedmodel", "onnx", "tflite", "openvino"]
+TFLITE = ["tflite", "tflite_int8", "tflite_fp16", "tflite_int8_full"]
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,9 @@ def test_every_format_serves_camera_images_without_tlzoo_or_keras(exported, run_
         for fmt, outputs in served.items():
             out = {k: np.asarray(v) for k, v in outputs[str(f)].items()}
             labels.setdefault(fmt, []).append(int(out["label"][0]))
-            np.testing.assert_array_equal(out["label"], ref["label"], err_msg=f"{fmt} on {f.name}")
+            if fmt in FLOAT_FORMATS:  # quantised formats may move a label: their agreement has measured bounds
+                np.testing.assert_array_equal(out["label"], ref["label"], err_msg=f"{fmt} on {f.name}")
+            np.testing.assert_array_equal(out["label"], (out["probabilities"][:, 0] >= 0.5).astype(int))
             bound = formats.ExportFormat(fmt).bounds["max_abs_diff"]
             np.testing.assert_allclose(out["probabilities"], ref["probabilities"], atol=bound, err_msg=fmt + f.name)
     print("labels per format:", labels)
@@ -772,3 +775,125 @@ def test_a_layer_tf2onnx_cannot_convert_is_named(run_dir, tmp_path):
         E.export(bad, formats=["savedmodel", "onnx"], out=out, verbose=0, test_metrics=False)
     assert not out.exists()
     _no_leftovers(tmp_path)
+
+
+# ---------------------------------------------------------------- quantised TFLite, metadata, output names
+
+
+def _interpreter(path: Path):
+    from tlzoo.deploy.formats.tflite import tflite_interpreter_class
+
+    return tflite_interpreter_class()[0](model_path=str(path))
+
+
+def test_quantised_tflite_formats(exported):
+    info = json.loads((exported.out / "export.json").read_text())
+    sizes = {f: info["formats"][f]["bytes"] for f in TFLITE}
+    assert info["formats"]["tflite_fp16"]["path"] == "model_fp16.tflite"
+    assert info["formats"]["tflite_int8_full"]["path"] == "model_int8_full.tflite"
+    for fmt, bounds in (("tflite_fp16", FP16_BOUNDS), ("tflite_int8_full", INT8_FULL_BOUNDS),
+                        ("tflite_int8", INT8_BOUNDS)):
+        s = exported.parity[fmt]
+        assert s["passed"] and s["bounds"] == bounds and s["agreement"] >= bounds["min_agreement"], (fmt, s)
+        assert exported.test_metrics[fmt]["roc_auc"] > 0.5, (fmt, exported.test_metrics[fmt])
+    # float16 weights: smaller than float32, near it in value; full int8: int8 tensors inside, calibrated on
+    # the training split (96 images, half of their labels kept: 48 < 128)
+    assert sizes["tflite_fp16"] < 0.75 * sizes["tflite"]
+    assert exported.parity["tflite_fp16"]["max_abs_diff"] < exported.parity["tflite_int8_full"]["max_abs_diff"]
+    assert info["formats"]["tflite_int8_full"]["representative_samples"] == 48
+    assert "int8 full-integer" in info["formats"]["tflite_int8_full"]["precision"]
+    dtypes = {f: {np.dtype(t["dtype"]).name for t in _interpreter(exported.out / info["formats"][f]["path"])
+                  .get_tensor_details()} for f in ("tflite_fp16", "tflite_int8_full")}
+    assert "float16" in dtypes["tflite_fp16"] and "int8" in dtypes["tflite_int8_full"]
+
+    # The contract holds for every variant: uint8 of another size and channel count in, float32 / int64 out.
+    x = np.random.default_rng(0).integers(0, 256, (3, 40, 44, 3), dtype=np.uint8)
+    ref = E.load_export(exported.out, "savedmodel")(x)
+    for fmt in ("tflite_fp16", "tflite_int8_full"):
+        runner = E.load_export(exported.out, fmt)
+        inputs = runner.runner.get_input_details()
+        assert inputs["image"]["dtype"] == np.uint8 and list(inputs["image"]["shape_signature"]) == [-1, -1, -1, -1]
+        out = runner(x)
+        assert out["probabilities"].dtype == np.float32 and out["probabilities"].shape == (3, 1)
+        assert out["label"].dtype == np.int64 and out["label"].shape == (3,)
+        assert np.abs(out["probabilities"] - ref["probabilities"]).max() <= INT8_FULL_BOUNDS["max_abs_diff"]
+
+
+def test_metadata_inside_every_format(exported):
+    """Class names and the contract, readable without tlzoo: SavedModel assets, TFLite associated files."""
+    import zipfile
+
+    import tensorflow as tf
+
+    info = json.loads((exported.out / "export.json").read_text())
+    labels = "clear\nopacity\n"
+    assert info["contract"]["class_names"] == ["clear", "opacity"]
+    assets = exported.out / "saved_model" / "assets"
+    assert (assets / "labels.txt").read_text() == labels
+    assert json.loads((assets / "tlzoo_contract.json").read_text()) == info["contract"]
+    loaded = tf.saved_model.load(str(exported.out / "saved_model"))  # tracked by the graph's objects
+    assert Path(loaded.labels_file.asset_path.numpy().decode()).read_text() == labels
+    assert json.loads(Path(loaded.contract_file.asset_path.numpy().decode()).read_text()) == info["contract"]
+    for fmt in TFLITE:
+        path = exported.out / info["formats"][fmt]["path"]
+        with zipfile.ZipFile(path) as archive:  # appended after the flatbuffer, as tflite-support writes them
+            assert sorted(archive.namelist()) == ["labels.txt", "tlzoo_contract.json"]
+            assert archive.read("labels.txt").decode() == labels
+            assert json.loads(archive.read("tlzoo_contract.json")) == info["contract"]
+        assert exported.parity[fmt]["passed"]  # the interpreter loaded and ran the file with the archive
+
+
+def test_tflite_outputs_are_named_by_index(exported):
+    """export.json maps every index of get_output_details() to its signature name; the raw interpreter's
+    outputs read through that map equal the signature runner's."""
+    info = json.loads((exported.out / "export.json").read_text())
+    x = np.load(exported.out / E.SAMPLE_INPUTS)[:4]
+    for fmt in TFLITE:
+        outputs = info["formats"][fmt]["outputs"]
+        assert sorted(o["name"] for o in outputs) == ["label", "probabilities"], (fmt, outputs)
+        # TensorFlow numbers the signature's outputs in sorted name order
+        assert {o["name"]: o["tensor"] for o in outputs} == {"label": "StatefulPartitionedCall:0",
+                                                             "probabilities": "StatefulPartitionedCall:1"}
+        interpreter = _interpreter(exported.out / info["formats"][fmt]["path"])
+        by_signature = interpreter.get_signature_runner("serving_default")(image=x)
+        details = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(details["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(details["index"], x)
+        interpreter.invoke()
+        for i, d in enumerate(interpreter.get_output_details()):
+            assert d["name"] == outputs[i]["tensor"]
+            np.testing.assert_array_equal(interpreter.get_tensor(d["index"]), by_signature[outputs[i]["name"]])
+
+
+def test_quantised_export_failures(run_dir, tmp_path, monkeypatch):
+    # Full int8 is not float32 in disguise: held to the float32 bound, it fails, and nothing is written.
+    monkeypatch.setattr(formats, "INT8_FULL_BOUNDS", dict(formats.FLOAT32_BOUNDS))
+    out = tmp_path / "export"
+    with pytest.raises(ParityError, match=r"tflite_int8_full differs from Keras: max abs diff .* > bound 0\.0001"):
+        E.export(run_dir, formats=["tflite_int8_full"], out=out, verbose=0, test_metrics=False)
+    assert not out.exists()
+    _no_leftovers(tmp_path)
+    monkeypatch.undo()
+
+    # Without representative samples the conversion is refused before it starts.
+    with pytest.raises(ExportError, match=r"tflite_int8_full needs representative training samples"):
+        formats.tflite.export_tflite(tmp_path / "no_saved_model", tmp_path / "m.tflite",
+                                     formats.ExportFormat.TFLITE_INT8_FULL, None, {})
+
+    # An op without an int8 kernel: the conversion falls back to float32 kernels for it, and says so.
+    convert = formats.tflite._convert
+
+    def no_int8_kernel(*args, int8_only=True, **kwargs):
+        if int8_only:
+            raise ExportError("the TFLite converter cannot convert this model (tflite_int8_full): "
+                              "'tfl.lgamma' op has no int8 kernel")
+        return convert(*args, int8_only=False, **kwargs)
+
+    monkeypatch.setattr(formats.tflite, "_convert", no_int8_kernel)
+    result = E.export(run_dir, formats=["tflite_int8_full"], out=out, verbose=0, test_metrics=False)
+    precision = json.loads((out / "export.json").read_text())["formats"]["tflite_int8_full"]["precision"]
+    assert precision.endswith("float32 kernels for the ops without an int8 one "
+                              "(int8 alone: 'tfl.lgamma' op has no int8 kernel)"), precision
+    assert result.parity["tflite_int8_full"]["passed"]
+    assert result.card["artefacts"]["tflite_int8_full"]["precision"] == precision

@@ -14,7 +14,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                              "with a model card")
     p.add_argument("run_dir")
     p.add_argument("--format", nargs="+", default=["savedmodel", "onnx", "tflite"], metavar="FORMAT",
-                   help="savedmodel onnx tflite tflite_int8 openvino (default: savedmodel onnx tflite)")
+                   help="savedmodel onnx openvino tflite tflite_fp16 tflite_int8 tflite_int8_full "
+                        "(default: savedmodel onnx tflite)")
     p.add_argument("--out", help="export directory (default: RUN_DIR-export)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -101,10 +102,11 @@ def run_keys(args: argparse.Namespace) -> int:
 
 
 def print_parity(parity: dict[str, Any], title: str) -> None:
+    from tlzoo.deploy.parity import describe_bounds
+
     print(title + ":")
     for name, s in parity.items():
-        bound = ", ".join(f"label agreement >= {v:.0%}" if k == "min_agreement" else f"{k} <= {v:g}"
-                          for k, v in s["bounds"].items())
+        bound = describe_bounds(s["bounds"])
         print(f"  {name:12} max abs diff {s['max_abs_diff']:.3g}  mean {s['mean_abs_diff']:.3g}  "
               f"label agreement {s['agreement']:.1%}  over {s['n']} inputs  "
               f"({bound}: {'ok' if s['passed'] else 'FAILED'})")

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tlzoo.deploy.parity import describe_bounds
 from tlzoo.evaluation.text import fmt as _fmt
 from tlzoo.extensions import extension_classes
 from tlzoo.extensions.subgroups import warning as subgroup_warning
@@ -348,7 +349,7 @@ def render_markdown(card: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|"]
     for fmt, s in card["parity"].items():
         cases = ", ".join(f"{c} ({v['n']}): {_fmt(v['max_abs_diff'])}" for c, v in s["cases"].items())
-        bound = ", ".join(f"{k} <= {v:g}" for k, v in s["bounds"].items())
+        bound = describe_bounds(s["bounds"])
         lines.append(f"| {fmt} | {_fmt(s['max_abs_diff'])} | {_fmt(s['mean_abs_diff'])} | {s['agreement']:.1%} "
                      f"| {bound} | {cases} |")
     lines += ["", "## Artefacts", ""]

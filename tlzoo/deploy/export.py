@@ -39,7 +39,7 @@ from tlzoo.data import is_lazy
 from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, Contract, split_outputs
 from tlzoo.deploy.formats import ExportFormat, parse_formats, require, write_format
 from tlzoo.deploy.formats.onnx import DEFAULT_OPSET, check_opset
-from tlzoo.deploy.formats.tflite import tflite_interpreter_class
+from tlzoo.deploy.formats.tflite import REPRESENTATIVE_SAMPLES, tflite_interpreter_class
 from tlzoo.deploy.latency import BATCH_SIZES, available_cpus, measure_latency
 from tlzoo.deploy.layouts import Layout, artefact_path, check_layout, check_triton_config, write_layout_files
 from tlzoo.deploy.manifest import SIGNATURE_FILE, check_manifest, write_manifest
@@ -290,7 +290,8 @@ def export(
         f"largest_batch_{batch_size}": test.x[np.resize(order, batch_size)].astype(np_dtype),
     }
     # verify's inputs: random test images and those nearest a label change, so a moved threshold shows
-    sample_idx = np.concatenate([order[:samples], near[:samples]])
+    near_samples = borderline(keras_test, contract, min(samples, len(test)))  # from both sides
+    sample_idx = np.concatenate([order[:samples], near_samples])
     sample_x = test.x[sample_idx].astype(np_dtype)
     reference = {name: keras_runner(x) for name, x in cases.items()}
     if fingerprint_ok is False:
@@ -300,13 +301,17 @@ def export(
     with atomic_dir(out, overwrite) as tmp:
         artefacts: dict[str, dict[str, Any]] = {}
         scratch: dict[str, Path] = {}
+        options: dict[str, Any] = {"opset": opset}
+        if ExportFormat.TFLITE_INT8_FULL in fmts:  # calibrates the activations' ranges: training samples
+            pick = np.random.default_rng(seed).permutation(len(splits.train))[:REPRESENTATIVE_SAMPLES]
+            options["representative"] = splits.train.x[np.sort(pick)].astype(np_dtype)
         for fmt in fmts:
             t0 = time.perf_counter()
             rel = artefact_path(layout, fmt, run_.model.name, model_version)
-            write_format(fmt, run_.model, contract, tmp, {"opset": opset}, scratch, tmp / rel)
+            added = write_format(fmt, run_.model, contract, tmp, options, scratch, tmp / rel)
             artefacts[fmt.value] = {"path": rel, "precision": fmt.precision, "bounds": fmt.bounds,
                                     "bytes": _size(tmp / rel), "seconds": round(time.perf_counter() - t0, 2),
-                                    **({"opset": opset} if fmt is ExportFormat.ONNX else {})}
+                                    **({"opset": opset} if fmt is ExportFormat.ONNX else {}), **added}
             say(f"exported {fmt.value:12} -> {rel} ({artefacts[fmt.value]['bytes'] / 1e6:.1f} MB, "
                 f"{artefacts[fmt.value]['seconds']:.1f} s)", flush=True)
         shutil.rmtree(tmp / ".work", ignore_errors=True)
@@ -362,7 +367,7 @@ def export(
                               "selection": f"permutation(seed={seed}), and the test samples nearest a label change",
                               "cases": {k: int(len(v)) for k, v in cases.items()}},
             "samples": {"inputs": SAMPLE_INPUTS, "keras_outputs": SAMPLE_OUTPUTS, "n": int(len(sample_x)),
-                        "borderline": int(min(samples, len(near)))},
+                        "borderline": int(len(near_samples))},
             "test_metrics": {"run": run_.metrics["test"], **metrics_by_format},
             "data_fingerprint_matches_run": fingerprint_ok,
             "versions": library_versions(),

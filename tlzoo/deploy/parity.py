@@ -89,6 +89,11 @@ def summarise(cases: dict[str, dict[str, Any]], bounds: dict[str, float]) -> dic
             "passed": not failed and not errors, "failed": failed, "errors": errors, "cases": cases}
 
 
+def describe_bounds(bounds: dict[str, float]) -> str:
+    """``max_abs_diff <= 0.8, min_agreement >= 0.75``: the bounds as they are checked."""
+    return ", ".join(f"{k} {'>=' if k == 'min_agreement' else '<='} {v:g}" for k, v in bounds.items())
+
+
 def parity_message(fmt: str, summary: dict[str, Any], against: str) -> str:
     if summary["errors"]:
         return f"{fmt}: {'; '.join(summary['errors'])}"
