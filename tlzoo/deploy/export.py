@@ -413,7 +413,10 @@ def _evaluate(plugin: Any, y: np.ndarray, outputs: dict[str, np.ndarray], contra
         return plugin.evaluate(y, {t: outputs[t] for t in contract.tasks}, threshold=thresholds)
     if contract.kind == ANOMALY:
         return plugin.evaluate(y, outputs["raw_score"][:, None], threshold=contract.threshold)
-    return plugin.evaluate(y, outputs["probabilities"], threshold=contract.threshold)
+    probs = outputs["probabilities"]
+    if contract.task == "multiclass":  # a quantised softmax sums to 1 only roughly; ROC-AUC (sklearn) insists
+        probs = probs / np.clip(probs.sum(-1, keepdims=True), 1e-12, None)
+    return plugin.evaluate(y, probs, threshold=contract.threshold)
 
 
 # ---------------------------------------------------------------- verify

@@ -28,8 +28,10 @@ INT8_BOUNDS = {"max_abs_diff": 0.8, "mean_abs_diff": 0.1, "min_agreement": 0.75}
 # float16 weights (dequantised, computed in float32 on CPU) is near-float, not float32-exact: on the
 # second run above, test max 0.045 / mean 0.0035, labels 99.7% (2 of 624), ROC-AUC 0.9334 (Keras
 # 0.9340); parity inputs max 0.020 / mean 0.0039, labels 98.4%; verify's samples labels 97.0%. The same
-# with the calibration layer removed: max 0.070 / mean 0.0036, so the weights' rounding itself.
-FP16_BOUNDS = {"max_abs_diff": 0.1, "mean_abs_diff": 0.01, "min_agreement": 0.9}
+# with the calibration layer removed: max 0.070 / mean 0.0036, so the weights' rounding itself. On the
+# NEU run (6 classes, MobileNetV2 96 px, test accuracy 0.953): parity inputs max 0.129 / mean 0.0045,
+# labels 99.2% (96.9% of the 32 with the smallest top-2 margin); test labels 99.7%, accuracy 0.956.
+FP16_BOUNDS = {"max_abs_diff": 0.25, "mean_abs_diff": 0.01, "min_agreement": 0.9}
 # Full-integer int8 (weights and activations, ranges calibrated on 128 training images) is the coarsest:
 # on the second run, test max 0.587 / mean 0.117 with a systematic upward shift (mean signed +0.107),
 # labels 87.8%, ROC-AUC 0.9281 (Keras 0.9340); parity inputs max 0.587 / mean 0.142, labels 81.4% (50%
@@ -37,6 +39,7 @@ FP16_BOUNDS = {"max_abs_diff": 0.1, "mean_abs_diff": 0.01, "min_agreement": 0.9}
 # backbone's last blocks (TFLite's quantisation debugger: up to 3 quantisation steps RMS in the last
 # inverted-residual block), not the calibration data (512 images or another seed: mean 0.121 / 0.120). A broken
 # calibration (images scaled to 0-1 before the uint8 cast, or noise) measured mean 0.42 / 0.36, labels 59%.
+# On the NEU run: parity max 0.658 / mean 0.033, labels 89.9%; test labels 95.8%, accuracy 0.947 (Keras 0.953).
 # Bounds: mean 0.25 is the working gate, max 0.9 catches gross failure, labels 65%.
 INT8_FULL_BOUNDS = {"max_abs_diff": 0.9, "mean_abs_diff": 0.25, "min_agreement": 0.65}
 INT8_FULL_PRECISION = ("int8 full-integer: weights and activations int8 (the image preprocessing's rounding in "
