@@ -80,3 +80,17 @@ def test_parity_fails_on_labels_even_when_values_agree():
     assert s["max_abs_diff"] == 0 and s["agreement"] == 0.5 and not s["passed"]
     assert s["failed"] == {"min_agreement": 0.5}
     assert summarise({"samples": compare(ref, ref)}, {"max_abs_diff": 1e-4, "min_agreement": 1.0})["passed"]
+
+
+def test_multiclass_metrics_take_a_quantised_softmax():
+    """A quantised softmax sums to 1 only roughly; the test metrics of that format are still computed."""
+    from tlzoo.deploy.export import _evaluate
+    from tlzoo.plugin import get_plugin
+
+    plugin = get_plugin("defect-detection")
+    c = Contract(dtype="uint8", shape=[None, 8, 8, 1], task="multiclass", threshold=0.5, num_outputs=3,
+                 class_names=["a", "b", "c"])
+    y = np.array([0, 1, 2, 0, 1, 2])
+    probs = np.eye(3, dtype=np.float32)[y] * 0.98 + 0.006  # rows sum to 0.998, in steps as int8 gives
+    m = _evaluate(plugin, y, {"probabilities": probs, "label": probs.argmax(-1)}, c)
+    assert m["accuracy"] == 1.0
