@@ -36,47 +36,43 @@ def _read_pem(path: str | Path, kind: str) -> bytes:
     return data
 
 
-def load_private_key(path: str | Path) -> Any:
-    """An Ed25519 private key from a PEM file, or ``ConfigError`` saying what the file is instead."""
+def _load_key(path: str | Path, private: bool) -> Any:
+    """An Ed25519 key (private or public) from a PEM file, or ``ConfigError`` saying what the file is instead."""
     require("cryptography")
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    data = _read_pem(path, "private")
-    if b"PUBLIC KEY-----" in data:
+    kind = "private" if private else "public"
+    data = _read_pem(path, kind)
+    if private and b"PUBLIC KEY-----" in data:
         raise ConfigError(f"{str(path)!r} is a public key; signing needs the private key (--sign-key)")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise ConfigError(f"private key {str(path)!r} is encrypted with a passphrase; tlzoo signs with an "
-                          f"unencrypted PEM key (keep it readable only by its owner)") from None
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"cannot read the private key {str(path)!r}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise ConfigError(f"{str(path)!r} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 key; make one "
-                          f"with `tlzoo keys generate --out DIR`")
-    return key
-
-
-def load_public_key(path: str | Path) -> Any:
-    """An Ed25519 public key from a PEM file, or ``ConfigError`` saying what the file is instead."""
-    require("cryptography")
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    data = _read_pem(path, "public")
-    if b"PRIVATE KEY-----" in data:
+    if not private and b"PRIVATE KEY-----" in data:
         raise ConfigError(f"{str(path)!r} is a private key; verification takes the public key "
                           f"({PUBLIC_KEY_FILE} beside it), and the private key should not travel")
     try:
-        key = serialization.load_pem_public_key(data)
+        key = (serialization.load_pem_private_key(data, password=None) if private
+               else serialization.load_pem_public_key(data))
+    except TypeError:  # only private keys can be encrypted
+        raise ConfigError(f"private key {str(path)!r} is encrypted with a passphrase; tlzoo signs with an "
+                          f"unencrypted PEM key (keep it readable only by its owner)") from None
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"cannot read the public key {str(path)!r}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ConfigError(f"{str(path)!r} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 public key")
+        raise ConfigError(f"cannot read the {kind} key {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    expected = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
+    if not isinstance(key, expected):
+        raise ConfigError(f"{str(path)!r} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 {kind} key; "
+                          f"make one with `tlzoo keys generate --out DIR`")
     return key
+
+
+def load_private_key(path: str | Path) -> Any:
+    """An Ed25519 private key from a PEM file."""
+    return _load_key(path, private=True)
+
+
+def load_public_key(path: str | Path) -> Any:
+    """An Ed25519 public key from a PEM file."""
+    return _load_key(path, private=False)
 
 
 def fingerprint(public_key: Any) -> str:
