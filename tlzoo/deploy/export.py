@@ -36,7 +36,7 @@ import numpy as np
 
 from tlzoo._version import __version__
 from tlzoo.data import is_lazy
-from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, Contract, split_outputs
+from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, Contract, model_inputs, split_outputs
 from tlzoo.deploy.formats import ExportFormat, parse_formats, require, write_format
 from tlzoo.deploy.formats.onnx import DEFAULT_OPSET, check_opset
 from tlzoo.deploy.formats.tflite import REPRESENTATIVE_SAMPLES, tflite_interpreter_class
@@ -195,8 +195,6 @@ def _score_range(run: _Run, splits: Any) -> dict[str, float]:
     scores = []
     for i in range(0, len(splits.val), 32):
         x = np.asarray(splits.val.x[i:i + 32]).astype(np.float32)
-        from tlzoo.deploy.contract import model_inputs
-
         scores.append(np.asarray(split_outputs(run.model(model_inputs(run.model, x), training=False))[0]).reshape(-1))
     s = np.concatenate(scores)
     return {"min": float(s.min()), "max": float(s.max())}
