@@ -55,7 +55,7 @@ def tflite(root, path):
 def openvino(root, path):
     import openvino as ov
 
-    compiled = ov.Core().compile_model(f"{root}/{path}/model.xml", "CPU")
+    compiled = ov.Core().compile_model(f"{root}/{path}/model.xml", "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda x: {o.get_any_name(): v for o, v in compiled(x).items()}
 
 

@@ -228,25 +228,31 @@ def test_inputs_are_checked_and_an_empty_batch_changes_nothing(exported):
 
 
 def test_a_moved_threshold_fails_verify(exported, tmp_path):
-    """The threshold constant inside the ONNX graph edited (0.5 -> 0.9) and the manifest re-hashed:
-    the stored samples nearest the threshold change label, and verify fails on labels."""
+    """The threshold constant inside the ONNX graph edited (0.5 -> a value past some stored samples'
+    probabilities) and the manifest re-hashed: those samples change label, and verify fails on labels."""
     import onnx
     from onnx import numpy_helper
 
     out = _copy(exported.out, tmp_path / "tampered")
+    with np.load(out / E.SAMPLE_OUTPUTS) as stored:
+        p = stored["probabilities"][:, 0]
+    # the new threshold sits between the stored probabilities nearest 0.5 on one side, so >= 1 label flips
+    above, below = p[p >= 0.5], p[p < 0.5]
+    moved_to = float(above.min() + 1e-3) if len(above) else float(below.max() - 1e-3)
+    assert ((p >= moved_to) != (p >= 0.5)).any()
     proto = onnx.load(str(out / "model.onnx"))
     moved = 0
     for init in proto.graph.initializer:
         value = numpy_helper.to_array(init)
         if value.size == 1 and value.dtype == np.float32 and value.item() == 0.5:
-            init.CopyFrom(numpy_helper.from_array(np.array(0.9, np.float32).reshape(value.shape), init.name))
+            init.CopyFrom(numpy_helper.from_array(np.array(moved_to, np.float32).reshape(value.shape), init.name))
             moved += 1
     for node in proto.graph.node:  # a threshold folded into a Constant node
         for attr in node.attribute:
             if node.op_type == "Constant" and attr.name == "value":
                 value = numpy_helper.to_array(attr.t)
                 if value.size == 1 and value.dtype == np.float32 and value.item() == 0.5:
-                    attr.t.CopyFrom(numpy_helper.from_array(np.array(0.9, np.float32).reshape(value.shape)))
+                    attr.t.CopyFrom(numpy_helper.from_array(np.array(moved_to, np.float32).reshape(value.shape)))
                     moved += 1
     assert moved == 1, moved
     onnx.save(proto, str(out / "model.onnx"))

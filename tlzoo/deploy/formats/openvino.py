@@ -64,7 +64,11 @@ class OpenVinoRunner(Runner):
     def __init__(self, path: Path, contract: Contract, num_threads: int | None = None) -> None:
         super().__init__(contract)
         ov = require("openvino")
-        config = {"INFERENCE_NUM_THREADS": int(num_threads)} if num_threads else {}
+        # f32 explicitly: on CPUs with bf16 / fp16 units (AVX512-BF16, AMX) OpenVINO's default precision
+        # hint is bf16, which moved a probability by 1e-4 and flipped borderline labels (seen on Xeon)
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"}
+        if num_threads:
+            config["INFERENCE_NUM_THREADS"] = int(num_threads)
         self.compiled = ov.Core().compile_model(str(Path(path) / MODEL_XML), "CPU", config)
         self.outputs = [(o, o.get_any_name()) for o in self.compiled.outputs]
 
