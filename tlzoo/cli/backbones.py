@@ -21,11 +21,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([backbone_info(n) for n in names], indent=2))
         return 0
-    print(f"{'name':26} {'family':20} {'size':>5} {'min':>4} {'features':>8} {'params':>12}  weights (licence)")
-    for n in names:
-        i = backbone_info(n)
+    infos = [backbone_info(n) for n in names]
+    width = max([26, *(len(n) for n in names)])
+    print(f"{'name':{width}} {'family':12} {'size':>5} {'min':>4} {'features':>8} {'params':>12}  "
+          f"{'layer groups':38} weights (licence)")
+    for n, i in zip(names, infos):
         w = ", ".join(f"{k} ({v['licence']})" for k, v in i["weights"].items()) or "-"
-        print(f"{n:26} {i['family']:20} {i['default_size']:>5} {i['min_size']:>4} {i['feature_dim']:>8} "
-              f"{i['num_params']:>12,}  {w}")
+        print(f"{n:{width}} {i['family']:12} {i['default_size']:>5} {i['min_size']:>4} {i['feature_dim']:>8} "
+              f"{i['num_params']:>12,}  {i.get('layer_groups') or '-':38} {w}")
     print(f"{len(names)} backbones")
     return 0

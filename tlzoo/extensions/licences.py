@@ -89,9 +89,7 @@ class LicenceGate(Extension):
 
     def check(self, run: Run) -> None:
         spec = run.spec
-        weights = self.cfg.weights
-        if spec.modality == "timeseries" and weights == "imagenet":  # their own pretrained weights, if any
-            weights = spec.weight_names[0] if spec.weight_names else None
+        weights = spec.weights_name(self.cfg.weights)
         if weights is None:
             weights_licence: str | None = RANDOM_INIT
         else:

@@ -70,6 +70,10 @@ class AdaptConfig:
                                    "backbone (default: the plugin's; see `tlzoo backbones`)")
     weights: str | None = setting("imagenet", "model", "weights", "str",
                                   "'imagenet' (default), a weights file, or 'none' (random init)")
+    pooling: str | None = setting(None, "model", "pooling", "str",
+                                  "how a vision transformer's tokens become features: cls, mean, cls+mean, or map "
+                                  "(SigLIP's head); default: the backbone's",
+                                  choices=("cls", "mean", "cls+mean", "map"))
     weights_sha256: str | None = setting(None, "model", "weights_sha256", "str",
                                          "pin: the weights file's expected sha256")
     input_size: int | None = setting(None, "model", "input_size", "int",

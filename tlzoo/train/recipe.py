@@ -93,13 +93,6 @@ def _augmenter(plugin: DomainPlugin) -> Any:
     return augment
 
 
-def _weights_name(weights: str | None, spec: Any) -> str | None:
-    """For time-series backbones the default "imagenet" means their own pretrained weights, if any."""
-    if spec.modality == "timeseries" and weights == "imagenet":
-        return spec.weight_names[0] if spec.weight_names else None
-    return weights
-
-
 def run_plugin(cfg: AdaptConfig | dict[str, Any]) -> Any:
     """The plugin a run trains with: the registered plugin with its options, wrapped in
     ``MultiTask`` when the run has several tasks."""
@@ -289,11 +282,12 @@ def _build(run: Run) -> tuple[Any, Any]:
     if spec.modality == "timeseries":  # (time, channels) from the data; time stays free in the model
         check_input_shape(spec, data.train.x.shape[1:])
         backbone_shape = (None, int(data.train.x.shape[-1]))
-        cfg.weights = _weights_name(cfg.weights, spec)
+    cfg.weights = spec.weights_name(cfg.weights)
     keras.utils.set_random_seed(cfg.seed)
     with run.dist.scope():  # variables are created where the strategy can mirror them
         run.backbone, run.spec, weights_record = build_backbone(cfg.backbone or plugin.default_backbone, cfg.weights,
-                                                                backbone_shape, sha256=cfg.weights_sha256)
+                                                                backbone_shape, sha256=cfg.weights_sha256,
+                                                                pooling=cfg.pooling)
         run.groups = layer_groups(run.backbone, run.spec)
         schedule = _resolve_schedule(cfg, plugin, len(run.groups)).within_budget(len(data.train), cfg.max_samples_seen)
         if cfg.weights is None and spec.family != "tfhub":  # random init: BN layers learn their statistics
@@ -468,11 +462,25 @@ def load_model(path: Path) -> keras.Model:
     import tlzoo.anomaly  # noqa: F401  (registers the anomaly model's layers)
     import tlzoo.zoo.hub  # noqa: F401  (registers HubLayer)
 
+    if _holds_keras_hub_layers(path):
+        import tlzoo.zoo.keras_hub  # noqa: F401  (imports keras_hub, whose import registers its layers)
+
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
         first_line = (str(exc).strip().splitlines() or [""])[0]
         raise ConfigError(f"cannot load {str(path)!r} (safe_mode=True): {type(exc).__name__}: {first_line}") from exc
+
+
+def _holds_keras_hub_layers(path: Path) -> bool:
+    """Whether a ``.keras`` archive's config names KerasHub layers (importing keras_hub costs seconds)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return b"keras_hub" in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], keras.Model]:

@@ -33,6 +33,16 @@ def get_backbone_spec(name: str) -> BackboneSpec:
 
         return spec_for_ref(name)
     _load_catalog()
+    if name.startswith("keras_hub:") and name not in BACKBONES:
+        from tlzoo.zoo import keras_hub_catalogue
+
+        return keras_hub_catalogue.spec_for_ref(name)
+    if name not in BACKBONES:
+        from tlzoo.zoo.keras_hub_catalogue import curated_name
+
+        alias = curated_name(name)  # a curated KerasHub preset by its bare name ("dinov2_small")
+        if alias is not None:
+            return BACKBONES.get(alias)
     return BACKBONES.get(name)
 
 
@@ -61,6 +71,12 @@ def check_input_shape(spec: BackboneSpec, input_shape: Sequence[int | None]) -> 
                     f"input size {h}x{w} is smaller than {spec.name!r}'s minimum of "
                     f"{spec.min_size}x{spec.min_size}; use input_size >= {spec.min_size}"
                 )
+            p = spec.patch_size
+            if side is not None and p and side % p:
+                raise ConfigError(
+                    f"input size {h}x{w} is not a multiple of {spec.name!r}'s patch size {p}; use input_size "
+                    f"{side // p * p or p} or {(side // p + 1) * p}"
+                )
     elif spec.modality == "timeseries":
         if len(shape) != 2:
             raise ConfigError(f"input_shape {shape} for backbone {spec.name!r} must be (time, channels)")
@@ -80,9 +96,14 @@ def build_backbone(
     input_shape: Sequence[int | None] | None = None,
     *,
     sha256: str | None = None,
+    pooling: str | None = None,
 ) -> tuple[keras.Model, BackboneSpec, ResolvedWeights | None]:
-    """Build a backbone (no classification top) and say where its weights came from."""
+    """Build a backbone (no classification top) and say where its weights came from. ``pooling`` picks how a
+    vision transformer's tokens become features (KerasHub presets; default: the spec's)."""
     spec = get_backbone_spec(name)
+    if pooling is not None and spec.family != "keras_hub":
+        raise ConfigError(f"pooling {pooling!r} applies to KerasHub vision transformers; {name!r} is a "
+                          f"{spec.family} backbone whose feature map the head average-pools")
     if input_shape is None:
         input_shape = ((None, spec.channels) if spec.modality == "timeseries"
                        else (spec.default_size, spec.default_size, spec.channels))
@@ -93,6 +114,12 @@ def build_backbone(
 
         hub_model, record = build_hub_backbone(spec, weights, shape)
         return hub_model, spec, record
+    if spec.family == "keras_hub":  # a preset carries its own weights (or its config alone: weights=None)
+        from tlzoo.zoo.keras_hub import build_keras_hub_backbone
+
+        preset_model, record = build_keras_hub_backbone(spec, spec.weights_name(weights), shape, sha256=sha256,
+                                                        pooling=pooling)
+        return preset_model, spec, record
 
     if weights is None:
         return spec.builder(weights=None, input_shape=shape, **kwargs), spec, None
@@ -149,8 +176,9 @@ def _load_catalog() -> None:
         _catalog_loaded = True
         from tlzoo.zoo import keras_apps, scratch, timeseries  # noqa: F401  (register on import)
         from tlzoo.zoo.hub_catalogue import catalogue_specs
+        from tlzoo.zoo.keras_hub_catalogue import catalogue_specs as keras_hub_specs
 
-        for hub_spec in catalogue_specs():
+        for hub_spec in [*catalogue_specs(), *keras_hub_specs()]:
             register_backbone(hub_spec, replace=True)
         timeseries.register_local_entries()  # backbones made by `tlzoo pretrain` ($TLZOO_HOME/zoo)
 

@@ -98,12 +98,25 @@ class BackboneSpec:
     modality: str = "image"
     channels: int = 3
     description: str = ""
+    # a vision transformer's patch size: the input size must be a multiple of it (0: no constraint)
+    patch_size: int = 0
+    layer_groups_summary: str = ""  # the groups the rules give, in words, for listings that build nothing
 
     @property
     def weight_names(self) -> tuple[str, ...]:
         return tuple(w.name for w in self.weights)
 
-    def weights_info(self, name: str) -> WeightsInfo | None:
+    def weights_name(self, asked: str | None) -> str | None:
+        """The weights ``asked`` means: the default ``"imagenet"`` stands for the backbone's own pretrained
+        weights where it has no ImageNet entry (a time-series encoder's, a KerasHub preset's)."""
+        if asked == "imagenet" and asked not in self.weight_names:
+            if self.weight_names:
+                return self.weight_names[0]
+            return None if self.modality == "timeseries" else asked
+        return asked
+
+    def weights_info(self, name: str | None) -> WeightsInfo | None:
+        name = self.weights_name(name)
         return next((w for w in self.weights if w.name == name), None)
 
     def info(self) -> dict[str, Any]:
@@ -124,6 +137,9 @@ class BackboneSpec:
             },
             "group_rules": [list(r) for r in self.group_rules],
             "description": self.description,
+            **({"patch_size": self.patch_size} if self.patch_size else {}),
+            **({"layer_groups": self.layer_groups_summary} if self.layer_groups_summary else {}),
+            **({"pooling": self.builder_kwargs["pooling"]} if self.builder_kwargs.get("pooling") else {}),
         }
 
 
