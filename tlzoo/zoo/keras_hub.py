@@ -139,8 +139,8 @@ def encoder_at_size(path: Path, arch: str, shape: Sequence[int | None], load_wei
     return resized
 
 
-def flat_backbone(encoder: Any, arch: str, shape: Sequence[int | None], affine: tuple[Any, Any], pooling: str | None,
-                  prefix_tokens: int, name: str) -> keras.Model:
+def _flat_graph(encoder: Any, arch: str, shape: Sequence[int | None], affine: tuple[Any, Any], pooling: str | None,
+                prefix_tokens: int) -> tuple[Any, Any]:
     """images -> the preset's rescaling -> its layers, one per block -> pooled features (see the module doc)."""
     inputs = keras.Input(shape=tuple(shape), name="images")
     x = keras.layers.Rescaling(*affine, name="preset_rescaling")(inputs)
@@ -155,17 +155,39 @@ def flat_backbone(encoder: Any, arch: str, shape: Sequence[int | None], affine: 
         for block in encoder.get_layer("encoder").layers:
             x = block(x)
         x = encoder.get_layer("layernorm")(x)
-    else:  # functional already, one layer per block: inline its graph on our input (same layer objects)
-        layers = [layer for layer in encoder.layers if not isinstance(layer, keras.layers.InputLayer)]
-        if arch == "siglip" and pooling != "map":  # the tokens before SigLIP's attention-pooling head
-            layers = [layer for layer in layers if layer.name != "head"]
-            for layer in layers:
+    elif arch == "siglip" and pooling != "map":  # the tokens, before SigLIP's attention-pooling head
+        for layer in encoder.layers:
+            if not isinstance(layer, keras.layers.InputLayer) and layer.name != "head":
                 x = layer(x)
-        else:
-            x = encoder.call({"images": x} if isinstance(encoder.input, dict) else x)
+    else:  # functional already, one layer per block: inline its graph on our input (same layer objects)
+        x = encoder.call({"images": x} if isinstance(encoder.input, dict) else x)
     if arch in TOKEN_ARCHS and pooling != "map":
         x = TokenPooling(pooling or "cls", prefix_tokens, name="token_pool")(x)
-    return keras.Model(inputs, x, name=name)
+    return inputs, x
+
+
+@keras.saving.register_keras_serializable(package="tlzoo")
+class PresetBackbone(keras.Model):
+    """The flat backbone of a KerasHub preset (see the module doc). Its config holds the preset encoder's own
+    config, so a saved model rebuilds the encoder the way KerasHub does (its layers' individual configs do not
+    all deserialise: ViTPatchingAndEmbedding's lists arguments its constructor refuses), then re-wires it."""
+
+    def __init__(self, encoder_config: dict[str, Any], arch: str, image_shape: Sequence[int | None],
+                 scale: Any = 1.0, offset: Any = 0.0, pooling: str | None = None, prefix_tokens: int = 1,
+                 encoder: Any = None, **kwargs: Any) -> None:
+        if encoder is None:
+            import keras_hub  # noqa: F401  (registers the classes the encoder's config names)
+
+            encoder = keras.saving.deserialize_keras_object(encoder_config)
+        inputs, outputs = _flat_graph(encoder, arch, image_shape, (scale, offset), pooling, prefix_tokens)
+        super().__init__(inputs, outputs, **kwargs)
+        self.encoder_config, self.arch, self.image_shape = encoder_config, arch, tuple(image_shape)
+        self.scale, self.offset, self.pooling, self.prefix_tokens = scale, offset, pooling, int(prefix_tokens)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "trainable": self.trainable, "encoder_config": self.encoder_config,
+                "arch": self.arch, "image_shape": list(self.image_shape), "scale": self.scale, "offset": self.offset,
+                "pooling": self.pooling, "prefix_tokens": self.prefix_tokens}
 
 
 def build_preset_backbone(preset: str, *, weights: Any = None, input_shape: Sequence[int | None] | None = None,
@@ -187,8 +209,9 @@ def _build(preset: str, arch: str, load_weights: bool, shape: tuple[Any, ...], p
                           f"{pooling!r} applies to vision transformers")
     encoder = encoder_at_size(path, arch, shape, load_weights)
     safe = Path(preset).name if Path(preset).name else "preset"
-    model = flat_backbone(encoder, arch, shape, converter_affine(path, preset), pooling, prefix_tokens,
-                          name=f"keras_hub_{safe}".replace("-", "_"))
+    scale, offset = converter_affine(path, preset)
+    model = PresetBackbone(keras.saving.serialize_keras_object(encoder), arch, shape, scale, offset, pooling,
+                           prefix_tokens, encoder=encoder, name=f"keras_hub_{safe}".replace("-", "_"))
     return model, path, source
 
 

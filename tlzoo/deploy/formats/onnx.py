@@ -41,6 +41,49 @@ def _patch_tf2onnx() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         patch_tf2onnx()
+    _register_erfc()
+
+
+_erfc_registered = False
+
+
+def _register_erfc() -> None:
+    """A tf2onnx handler for TensorFlow's Erfc, which it lacks: exact GELU (every ViT's MLP) is
+    ``0.5 * x * erfc(-x / sqrt(2))`` in TensorFlow. ONNX has Erf, and erfc(x) = 1 - erf(x)."""
+    global _erfc_registered
+    if _erfc_registered:
+        return
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx: Any, node: Any, **kwargs: Any) -> None:
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.output[0]))
+            node.type = "Erf"
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+            ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(f"{node.name}_erfc"),
+                                          inputs=[one.output[0], node.output[0]])
+
+    _erfc_registered = True
+
+
+def fold_captured_constants(proto: Any, concrete: Any) -> None:
+    """Eager tensors a layer keeps as attributes (KerasHub ViT's ``position_ids``) are captured by the traced
+    function, and tf2onnx turns each into a graph input no caller can feed. They become initializers here."""
+    import tensorflow as tf
+    from onnx import numpy_helper
+
+    args = len(concrete.inputs) - len(concrete.captured_inputs)
+    captured = {placeholder.name: value for placeholder, value in zip(concrete.inputs[args:], concrete.captured_inputs)
+                if value.dtype != tf.resource}
+    consumed = {name for node in proto.graph.node for name in node.input}
+    for graph_input in [i for i in proto.graph.input if i.name in captured]:
+        if graph_input.name in consumed:  # else tf2onnx folded its uses away and left the input dangling
+            proto.graph.initializer.append(numpy_helper.from_array(np.asarray(captured[graph_input.name]),
+                                                                   graph_input.name))
+        proto.graph.input.remove(graph_input)
 
 
 def check_opset(opset: int) -> int:
@@ -82,6 +125,7 @@ def export_onnx(model: Any, contract: Contract, path: Path, opset: int = DEFAULT
             f"equivalent: {', '.join(sorted(set(catcher.unsupported)))}; replace the layer(s) using them, try "
             f"another --opset, or export without onnx"
         )
+    fold_captured_constants(proto, fn.get_concrete_function(spec))
     name_dynamic_dims(proto)
     for key, value in (("tlzoo_contract", json.dumps(contract.to_dict())), ("tlzoo_version", __version__),
                        ("class_names", json.dumps(contract.class_names))):
