@@ -53,9 +53,12 @@ class ExplainResult:
 
 def target_layer(backbone: keras.Model, spec: Any, layer: str | None = None) -> str:
     """``layer`` checked, or the last layer of the highest layer group whose output is a spatial map
-    (4-D, larger than 1x1: a 1x1 map upsamples to a constant, e.g. MobileNet at 32 px)."""
+    (4-D, larger than 1x1: a 1x1 map upsamples to a constant, e.g. MobileNet at 32 px). For a vision
+    transformer, the tokens entering its last block (see ``token_target_layer``)."""
     if spec.modality != "image":
         raise ConfigError(f"Grad-CAM needs a CNN's spatial feature maps; {spec.name!r} is a {spec.modality} backbone")
+    if spec.patch_size:
+        return token_target_layer(backbone, spec, layer)
     names = {lyr.name for lyr in backbone.layers}
     # a TF-Hub backbone's groups hold variable names inside one opaque layer: nothing to hook into
     ends = [g.layers[-1] for g in layer_groups(backbone, spec) if g.layers[-1] in names]
@@ -78,6 +81,25 @@ def target_layer(backbone: keras.Model, spec: Any, layer: str | None = None) -> 
     return spatial[-1]
 
 
+def token_target_layer(backbone: keras.Model, spec: Any, layer: str | None = None) -> str:
+    """A vision transformer's Grad-CAM layer: by default the output of the block before the last one, as
+    pytorch-grad-cam uses the last block's input. Later tokens do not do: after the last block, the class
+    token no longer mixes in the patch tokens, so a class-token head has no gradient on them."""
+    names = [lyr.name for lyr in backbone.layers]
+    tokens = [n for n in names if len(backbone.get_layer(n).output.shape) == 3]
+    if layer is not None:
+        if layer not in tokens:
+            raise ConfigError(f"layer {layer!r} of {spec.name!r} does not output patch tokens [batch, tokens, dim]; "
+                              f"token layers: {tokens[-6:]}")
+        return layer
+    groups = layer_groups(backbone, spec)
+    blocks = [i for i, g in enumerate(groups) if g.name.startswith("block")]
+    if not blocks:
+        raise ConfigError(f"backbone {spec.name!r} has no transformer blocks in its layer groups; pass --layer NAME "
+                          f"(token layers: {tokens[-6:]})")
+    return groups[blocks[-1] - 1].layers[-1]
+
+
 class GradCAM:
     """Grad-CAM on an adapted model: the model split around its nested backbone (raw image -> adapter
     -> backbone -> head), the backbone re-wired to return the target feature map too."""
@@ -88,7 +110,9 @@ class GradCAM:
         except ValueError as exc:
             raise ConfigError(f"Grad-CAM: {exc}") from None
         self.model = model
-        self.layer = target_layer(backbone, get_backbone_spec(backbone_name), layer)
+        spec = get_backbone_spec(backbone_name)
+        self.layer = target_layer(backbone, spec, layer)
+        self._patch = spec.patch_size
         backbone_in, backbone_out = backbone_call(backbone)  # its call inside the adapted model
         self._pre = keras.Model(model.inputs[0], backbone_in)
         self._inner = keras.Model(backbone.inputs, [backbone.get_layer(self.layer).output, backbone.output])
@@ -109,7 +133,18 @@ class GradCAM:
     @property
     def grid(self) -> tuple[int, int]:
         shape = self._inner.outputs[0].shape
+        if len(shape) == 3:  # transformer tokens: the patch grid
+            h, w = self._inner.inputs[0].shape[1:3]
+            return int(h) // self._patch, int(w) // self._patch
         return int(shape[1]), int(shape[2])
+
+    def spatial(self, t: Any) -> Any:
+        """A feature map [batch, h, w, channels]; transformer tokens reshaped onto their patch grid, the
+        class and register tokens dropped."""
+        if len(t.shape) != 3:
+            return t
+        gh, gw = self.grid
+        return keras.ops.reshape(t[:, int(t.shape[1]) - gh * gw:], (-1, gh, gw, int(t.shape[-1])))
 
     def forward(self, x: Any) -> tuple[Any, Any, Any]:
         """(feature map, logits, the model's output), recomposed from the pieces."""
@@ -142,7 +177,8 @@ class GradCAM:
                 p = self._outputs(z)
                 c = self._classes(p.numpy(), class_index, threshold)
                 score = tf.gather(self._class_logits(z), c, axis=1, batch_dims=1)
-            grads = tape.gradient(score, fmap)
+            grads = self.spatial(tape.gradient(score, fmap))
+            fmap = self.spatial(fmap)
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))[..., None]
             cam = tf.image.resize(cam, tf.shape(xb)[1:3], method="bilinear")[..., 0].numpy()

@@ -3,9 +3,10 @@ this machine and where, sha256 verification against pins, import into the mirror
 
 The mirror is the directory named by ``$TLZOO_WEIGHTS_DIR`` (see ``weights.py``): Keras weight
 files under their Keras names, TF-Hub SavedModels under ``hub/<sha1 of handle>`` (the
-``TFHUB_CACHE_DIR`` layout), and pins in ``SHA256SUMS`` (``sha256sum`` format; a SavedModel's
-pin is ``weights.sha256_of_tree`` of its directory). Resolution itself stays in ``weights.py``
-and ``hub.py``; this module only reads the same places and writes the mirror.
+``TFHUB_CACHE_DIR`` layout), KerasHub presets under ``keras_hub/<preset>/``, and pins in ``SHA256SUMS``
+(``sha256sum`` format; a directory's pin is ``weights.sha256_of_tree`` of it). Resolution itself stays in
+``weights.py``, ``hub_catalogue.py`` and ``keras_hub_catalogue.py``; this module only reads the same places
+and writes the mirror.
 """
 from __future__ import annotations
 
@@ -37,11 +38,11 @@ class WeightsEntry:
     """One backbone's pretrained weights: what is needed and whether this machine has it."""
 
     backbone: str
-    kind: str  # "keras-file" | "hub-savedmodel"
-    needs: str  # the Keras file name, or the TF-Hub handle
+    kind: str  # "keras-file" | "hub-savedmodel" | "keras-hub-preset"
+    needs: str  # the Keras file name, the TF-Hub handle or the KerasHub preset
     origin: str  # where it is downloaded from
     present: bool = False
-    source: str = ""  # "mirror" | "keras-cache" | "tfhub-cache" | ""
+    source: str = ""  # "mirror" | "keras-cache" | "tfhub-cache" | "kaggle-cache" | ""
     path: str = ""
     pin: str | None = None  # sha256 pin found in the mirror's SHA256SUMS
     pin_key: str = ""  # the name the pin is listed under
@@ -50,8 +51,65 @@ class WeightsEntry:
         return asdict(self)
 
 
-def _hub_handle(spec: Any) -> str | None:
-    return spec.builder_kwargs.get("handle") if spec.family == "tfhub" else None
+@dataclass(frozen=True)
+class DirectoryWeights:
+    """Weights that are a directory: a TF-Hub SavedModel or a KerasHub preset. What it is called, where it
+    goes in the mirror (also its pin's name), where else it may be, and how to check and download it."""
+
+    kind: str  # "hub-savedmodel" | "keras-hub-preset"
+    needs: str  # the TF-Hub handle, or the preset name
+    origin: str  # where it downloads from
+    key: str  # its place under the mirror, and the name of its pin
+    candidates: list[tuple[str, Path]]
+    marker: str  # a file every complete copy has
+
+    def is_complete(self, path: Path) -> bool:
+        return (path / self.marker).is_file()
+
+    def what(self) -> str:
+        return "SavedModel" if self.kind == "hub-savedmodel" else "KerasHub preset"
+
+    def check_loads(self, path: Path, backbone: str) -> None:
+        try:
+            if self.kind == "hub-savedmodel":
+                from tlzoo.zoo.hub import HubLayer
+
+                HubLayer(str(path))
+            else:
+                from tlzoo.zoo.keras_hub import load_preset
+
+                load_preset(path, load_weights=True)
+        except Exception as exc:
+            raise WeightsError(f"{path} does not load as {backbone!r}'s {self.what()}: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+    def download(self) -> Path:
+        if self.kind == "hub-savedmodel":
+            import tensorflow_hub as hub
+
+            return Path(hub.resolve(self.needs))
+        from tlzoo.zoo.keras_hub_catalogue import download_preset
+
+        return Path(download_preset(self.origin))
+
+
+def directory_weights(spec: Any) -> DirectoryWeights | None:
+    """The directory ``spec``'s pretrained weights are, or None for a Keras weights file."""
+    if spec.family == "tfhub":
+        from tlzoo.zoo.hub_catalogue import HUB_SUBDIR, cache_key, local_candidates
+
+        handle = spec.builder_kwargs["handle"]
+        return DirectoryWeights("hub-savedmodel", handle, handle, f"{HUB_SUBDIR}/{cache_key(handle)}",
+                                local_candidates(handle), "saved_model.pb")
+    if spec.family == "keras_hub":
+        from tlzoo.zoo import keras_hub_catalogue as kh
+
+        preset = spec.builder_kwargs["preset"]
+        if kh.is_local(preset):  # a directory named on the command line: nothing to mirror
+            return None
+        return DirectoryWeights("keras-hub-preset", preset, kh.builtin_handle(preset) or "", f"{kh.SUBDIR}/{preset}",
+                                kh.local_candidates(preset), "config.json")
+    return None
 
 
 def _pins() -> dict[str, str]:
@@ -63,14 +121,12 @@ def entry_for(name: str) -> WeightsEntry:
     """Where ``name``'s pretrained weights are (or would be) on this machine."""
     spec = get_backbone_spec(name)
     pins = _pins()
-    handle = _hub_handle(spec)
-    if handle is not None:
-        from tlzoo.zoo.hub_catalogue import HUB_SUBDIR, cache_key, local_candidates
-
-        key = f"{HUB_SUBDIR}/{cache_key(handle)}"
-        entry = WeightsEntry(name, "hub-savedmodel", handle, handle, pin=pins.get(key), pin_key=key)
-        for source, path in local_candidates(handle):
-            if (path / "saved_model.pb").is_file():
+    folder = directory_weights(spec)
+    if folder is not None:
+        entry = WeightsEntry(name, folder.kind, folder.needs, folder.origin, pin=pins.get(folder.key),
+                             pin_key=folder.key)
+        for source, path in folder.candidates:
+            if folder.is_complete(path):
                 entry.present, entry.source, entry.path = True, source, str(path)
                 break
         return entry
@@ -95,7 +151,7 @@ def weights_backbones(pattern: str | None = None) -> list[str]:
     names = []
     for name in list_backbones(pattern):
         spec = get_backbone_spec(name)
-        if _hub_handle(spec) is not None or name in KERAS_WEIGHT_FILES:
+        if directory_weights(spec) is not None or name in KERAS_WEIGHT_FILES:
             names.append(name)
     return names
 
@@ -159,34 +215,31 @@ def _check_loads_keras(name: str, path: Path) -> None:
 
 def import_weights(src: str | os.PathLike[str], backbone: str, *, sha256: str | None = None,
                    overwrite: bool = False) -> WeightsEntry:
-    """Place ``src`` (a Keras weights file, or a SavedModel directory for a hub backbone) into
-    the mirror after checking its hash (``sha256`` or the mirror's pin) and that it loads."""
+    """Place ``src`` (a Keras weights file, a SavedModel directory for a hub backbone, or a KerasHub preset
+    directory) into the mirror after checking its hash (``sha256`` or the mirror's pin) and that it loads."""
     src_path = Path(src).expanduser()
     entry = entry_for(backbone)
     root = _require_mirror()
     expected = (sha256 or entry.pin or "").lower() or None
-    if entry.kind == "hub-savedmodel":
-        if not (src_path / "saved_model.pb").is_file():
-            raise WeightsError(f"{src_path} is not a SavedModel directory (no saved_model.pb); {backbone!r} needs one")
+    folder = directory_weights(get_backbone_spec(backbone))
+    if folder is not None:
+        if not folder.is_complete(src_path):
+            raise WeightsError(f"{src_path} is not a {folder.what()} directory (no {folder.marker}); {backbone!r} "
+                               f"needs one")
         digest = sha256_of_tree(src_path)
         if expected and digest != expected:
-            raise WeightsError(f"sha256 mismatch for SavedModel {src_path} ({backbone!r}): expected {expected}, got "
-                               f"{digest}. It is not the pinned model; replace it or update the pin.")
-        from tlzoo.zoo.hub import HubLayer
-
-        try:
-            HubLayer(str(src_path))
-        except Exception as exc:
-            raise WeightsError(f"{src_path} does not load as a hub backbone: {exc}") from None
+            raise WeightsError(f"sha256 mismatch for {folder.what()} {src_path} ({backbone!r}): expected {expected}, "
+                               f"got {digest}. It is not the pinned one; replace it or update the pin.")
+        folder.check_loads(src_path, backbone)
         target = root / entry.pin_key
         if target.exists() and not overwrite and sha256_of_tree(target) != digest:
-            raise WeightsError(f"{target} already holds a different SavedModel; pass --overwrite to replace it")
-        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=target.parent if target.parent.exists() else root))
+            raise WeightsError(f"{target} already holds a different {folder.what()}; pass --overwrite to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=target.parent))
         try:
             shutil.copytree(src_path, tmp / "m")
             if target.exists():
                 shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
             (tmp / "m").replace(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -221,10 +274,9 @@ def fetch_weights(backbone: str, *, sha256: str | None = None, overwrite: bool =
     _require_mirror()
     with tempfile.TemporaryDirectory(prefix="tlzoo-fetch-") as tmp:
         try:
-            if entry.kind == "hub-savedmodel":
-                import tensorflow_hub as hub
-
-                downloaded = Path(hub.resolve(entry.needs))
+            folder = directory_weights(get_backbone_spec(backbone))
+            if folder is not None:
+                downloaded = folder.download()
             else:
                 import keras
 
