@@ -250,7 +250,8 @@ def test_weights_list_import_and_verify_cover_presets(presets, offline):
 def test_unknown_preset_suggests_close_names(offline):
     from tlzoo.zoo import get_backbone_spec
 
-    with pytest.raises(ConfigError, match=r"unknown KerasHub preset 'dinov2_smal'; did you mean keras_hub:dinov2_small"):
+    with pytest.raises(ConfigError, match=r"unknown KerasHub preset 'dinov2_smal'; did you mean "
+                                          r"keras_hub:dinov2_small"):
         get_backbone_spec("keras_hub:dinov2_smal")
 
 
