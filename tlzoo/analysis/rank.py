@@ -276,13 +276,18 @@ def unavailable_reason(backbone: str, weights: str | None) -> str | None:
             return "a TF-Hub backbone carries its own weights; it has no random initialisation"
         return None
     spec = get_backbone_spec(backbone)
-    if spec.family == "tfhub":
+    weights = spec.weights_name(weights)
+    if spec.family in ("tfhub", "keras_hub"):  # the SavedModel / the preset carries its own weights
         from tlzoo.zoo.hub_catalogue import resolve_handle
+        from tlzoo.zoo.keras_hub_catalogue import resolve_preset
 
         if weights not in (*spec.weight_names, "savedmodel"):
-            return f"a TF-Hub backbone carries its own weights; rank it as {backbone}@imagenet"
+            return f"a {spec.family} backbone carries its own weights; rank it as {backbone}@imagenet"
         try:
-            resolve_handle(spec.builder_kwargs["handle"])
+            if spec.family == "tfhub":
+                resolve_handle(spec.builder_kwargs["handle"])
+            else:
+                resolve_preset(spec.builder_kwargs["preset"])
         except WeightsError as exc:
             return str(exc) if _offline() else None  # online: the build may still download it
         return None

@@ -305,6 +305,7 @@ def render_markdown(card: dict[str, Any]) -> str:
               f"{_fmt(lin['backbone']['num_params'])} parameters), input {lin['backbone']['input_size']} px",
               f"- pretrained weights: {w.get('requested') or 'none'} from {w.get('source')}"
               + (f" (`{w['file']}`)" if w.get("file") else ""),
+              *([f"  - origin: {w['origin']}"] if w.get("origin") else []),
               f"  - sha256 `{w.get('sha256') or '-'}`",
               f"  - licence: {w.get('licence')}" + (f"; trained on {w['dataset']}" if w.get("dataset") else ""),
               *_licence_lines(lin.get("licences")),
