@@ -13,7 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_hub_support import SIZE, save_tiny_resnet, save_tiny_text_model, save_tiny_vit
+from keras_hub_support import (
+    SIZE,
+    save_tiny_clip,
+    save_tiny_dinov2,
+    save_tiny_efficientnet,
+    save_tiny_mobilenet,
+    save_tiny_resnet,
+    save_tiny_siglip,
+    save_tiny_text_model,
+    save_tiny_vit,
+)
 from support import rng_images
 from tlzoo.errors import ConfigError, WeightsError
 
@@ -96,6 +106,54 @@ def test_resnet_matches_keras_hub_and_groups_cover_every_layer(presets):
     assert [g.name for g in groups] == ["stem", "stack0_block0", "stack1_block0"]
     grouped = [name for g in groups for name in g.layers]
     assert sorted(grouped) == sorted(lyr.name for lyr in model.layers[1:])
+
+
+def _vision_reference(preset: Path, x: np.ndarray) -> np.ndarray:
+    """The image tower's own output for an image-text preset (tokens, or SigLIP's pooled vector)."""
+    backbone = keras_hub.models.Backbone.from_preset(str(preset))
+    converter = keras_hub.layers.ImageConverter.from_preset(str(preset))
+    scaled = x * np.asarray(converter.scale, "float32") + np.asarray(converter.offset, "float32")
+    tower = getattr(backbone, "vision_encoder", backbone)
+    return np.asarray(tower({"images": scaled} if isinstance(tower.input, dict) else scaled))
+
+
+@pytest.mark.parametrize("family, save, pooled, blocks", [
+    ("dinov2", save_tiny_dinov2, lambda t: np.concatenate([t[:, 0], t[:, 3:].mean(1)], 1), "layers_{}"),
+    ("clip", save_tiny_clip, lambda t: t[:, 0], "clip_vision_encoder_encoder_block_{}"),
+    ("siglip", save_tiny_siglip, lambda t: t, "sig_lip_vision_encoder_encoder_block_{}"),
+])
+def test_other_transformer_families_match_their_towers(family, save, pooled, blocks, tmp_path):
+    """DINOv2 (2 register tokens, default pooling cls + mean of the patch tokens), the CLIP vision tower (class
+    token) and the SigLIP one (its attention-pooling head): the same features as KerasHub's, a group per block."""
+    from tlzoo.zoo import build_backbone, layer_groups
+
+    preset = save(tmp_path / family)
+    model, spec, _ = build_backbone(f"keras_hub:{preset}", "imagenet", (SIZE, SIZE, 3))
+    x = rng_images(2, SIZE, seed=6)
+    np.testing.assert_allclose(np.asarray(model(x)), pooled(_vision_reference(preset, x)), atol=1e-4)
+    groups = layer_groups(model, spec)
+    assert [g.name for g in groups] == ["stem", "block_0", "block_1", "final_norm"]
+    assert [g.layers[-1] for g in groups[1:3]] == [blocks.format(0), blocks.format(1)]
+    assert sorted(n for g in groups for n in g.layers) == sorted(lyr.name for lyr in model.layers[1:])
+    bigger, _, _ = build_backbone(f"keras_hub:{preset}", "imagenet", (48, 48, 3))  # position embeddings resampled
+    assert bigger.output_shape == model.output_shape and np.isfinite(np.asarray(bigger(rng_images(1, 48)))).all()
+    if family == "siglip":  # its head pools; the tokens, meaned, are the other choice
+        mean, _, _ = build_backbone(f"keras_hub:{preset}", "imagenet", (SIZE, SIZE, 3), pooling="mean")
+        assert mean.output_shape == (None, 16) and "head" not in [lyr.name for lyr in mean.layers]
+
+
+@pytest.mark.parametrize("save, groups", [
+    (save_tiny_efficientnet, ["stem", "block1a", "block2a", "block2b", "top"]),
+    (save_tiny_mobilenet, ["stem", "block_0_0", "block_1_0", "block_2_0", "block_2_1", "block_3_0"]),
+])
+def test_cnn_families_group_by_block(save, groups, tmp_path):
+    from tlzoo.zoo import build_backbone, layer_groups
+
+    preset = save(tmp_path / "cnn")
+    model, spec, _ = build_backbone(f"keras_hub:{preset}", "imagenet", (64, 64, 3))
+    x = rng_images(2, 64, seed=7)
+    np.testing.assert_allclose(np.asarray(model(x)), _reference(preset, x), atol=1e-4)
+    assert [g.name for g in layer_groups(model, spec)] == groups
 
 
 def test_pooling_choices(presets):

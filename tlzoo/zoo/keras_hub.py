@@ -145,25 +145,34 @@ def _flat_graph(encoder: Any, arch: str, shape: Sequence[int | None], affine: tu
     inputs = keras.Input(shape=tuple(shape), name="images")
     x = keras.layers.Rescaling(*affine, name="preset_rescaling")(inputs)
     if arch == "vit":
-        x = encoder.get_layer("vit_patching_and_embedding")(x)
-        transformer = encoder.get_layer("vit_encoder")
+        x = _layer(encoder, "patching_and_embedding")(x)
+        transformer = _layer(encoder, "encoder")
         for block in transformer.encoder_layers:
             x = block(x)
         x = transformer.layer_norm(x)
     elif arch == "dinov2":
-        x = encoder.get_layer("embeddings")(x)
-        for block in encoder.get_layer("encoder").layers:
+        x = _layer(encoder, "embeddings")(x)
+        for block in _layer(encoder, "encoder").layers:
             x = block(x)
-        x = encoder.get_layer("layernorm")(x)
+        x = _layer(encoder, "layernorm")(x)
     elif arch == "siglip" and pooling != "map":  # the tokens, before SigLIP's attention-pooling head
         for layer in encoder.layers:
-            if not isinstance(layer, keras.layers.InputLayer) and layer.name != "head":
+            if not isinstance(layer, keras.layers.InputLayer) and not layer.name.endswith("head"):
                 x = layer(x)
     else:  # functional already, one layer per block: inline its graph on our input (same layer objects)
         x = encoder.call({"images": x} if isinstance(encoder.input, dict) else x)
     if arch in TOKEN_ARCHS and pooling != "map":
         x = TokenPooling(pooling or "cls", prefix_tokens, name="token_pool")(x)
     return inputs, x
+
+
+def _layer(model: Any, suffix: str) -> Any:
+    """The layer whose name is ``suffix``, or ends with ``_suffix`` (KerasHub prefixes some with the model's)."""
+    found = [lyr for lyr in model.layers if lyr.name == suffix or lyr.name.endswith(f"_{suffix}")]
+    if len(found) != 1:
+        raise WeightsError(f"KerasHub model {model.name!r} has {len(found)} layers named '*{suffix}' (it has "
+                           f"{[lyr.name for lyr in model.layers]}); this layout is not one tlzoo knows")
+    return found[0]
 
 
 @keras.saving.register_keras_serializable(package="tlzoo")

@@ -43,14 +43,17 @@ TOKEN_ARCHS = ("vit", "dinov2", "clip", "siglip")
 
 # Layer groups per architecture, over the layer names of the backbone tlzoo builds (one layer per block; see
 # tlzoo.zoo.keras_hub): the patch / stem embedding is the stem, then one group per block, then the final norm.
+# KerasHub prefixes some layer names with the model's name ("dinov2_backbone_layernorm"): rules match the end.
+_P = r"^(?:.*_)?"
 GROUP_RULES: dict[str, tuple[tuple[str, str], ...]] = {
-    "vit": ((r"^transformer_block_(\d+)$", "block_{1}"), (r"^(ln|token_pool)$", "final_norm")),
-    "dinov2": ((r"^layers_(\d+)$", "block_{1}"), (r"^(layernorm|token_pool)$", "final_norm")),
-    "clip": ((r"^encoder_block_(\d+)$", "block_{1}"), (r"^(layer_norm|token_pool)$", "final_norm")),
-    "siglip": ((r"^encoder_block_(\d+)$", "block_{1}"), (r"^(post_layer_norm|head|token_pool)$", "final_norm")),
+    "vit": ((_P + r"transformer_block_(\d+)$", "block_{1}"), (_P + r"(ln|token_pool)$", "final_norm")),
+    "dinov2": ((r"^layers_(\d+)$", "block_{1}"), (_P + r"(layernorm|token_pool)$", "final_norm")),
+    "clip": ((_P + r"encoder_block_(\d+)$", "block_{1}"), (_P + r"(?<!pre_)(layer_norm|token_pool)$", "final_norm")),
+    "siglip": ((_P + r"encoder_block_(\d+)$", "block_{1}"),
+               (_P + r"(post_layer_norm|head|token_pool)$", "final_norm")),
     "resnet": ((r"^stack(\d+)_block(\d+)_", "stack{1}_block{2}"), (r"^post_", "top")),
     "efficientnet": ((r"^block(\d+[a-z])_", "block{1}"), (r"^top_", "top")),
-    "mobilenet": ((r"^block_(\d+)(?:_(\d+))?$", "block_{1}_{2}"), (r"^(output_conv|.*_output)", "top")),
+    "mobilenet": ((r"^block_(\d+)_(\d+)$", "block_{1}_{2}"),),
 }
 DEFAULT_POOLING = {"vit": "cls", "dinov2": "cls+mean", "clip": "cls", "siglip": "map"}
 
@@ -119,7 +122,7 @@ CATALOGUE: tuple[Preset, ...] = (
            "EfficientNet-B0, RandAugment (timm weights, KerasHub)", blocks=16),
     Preset("mobilenet_v3_large_100_imagenet", "mobilenet", 224, 0, 960, 2_996_352, "Apache-2.0",
            "ImageNet-1k (ILSVRC-2012)", "kaggle://keras/mobilenetv3/keras/mobilenet_v3_large_100_imagenet/1", _IN,
-           "MobileNetV3-Large 1.0 (KerasHub)", blocks=16),
+           "MobileNetV3-Large 1.0 (KerasHub)", blocks=0),
 )
 _BY_PRESET = {p.preset: p for p in CATALOGUE}
 
@@ -212,10 +215,18 @@ def resolve_preset(preset: str) -> tuple[Path, str]:
 
 
 def download_preset(handle: str) -> str:
-    """Download a ``kaggle://`` (or ``hf://``) preset through KerasHub's own loader: its cache directory."""
-    from keras_hub.src.utils.preset_utils import get_file
+    """Download a whole ``kaggle://`` (or ``hf://``) preset into its cache, as KerasHub would file by file;
+    the directory it landed in."""
+    if handle.startswith("kaggle://"):
+        import kagglehub
 
-    return str(Path(get_file(handle, "config.json")).parent)
+        return str(kagglehub.model_download(handle[len("kaggle://"):]))
+    if handle.startswith("hf://"):
+        from huggingface_hub import snapshot_download
+
+        return str(snapshot_download(handle[len("hf://"):]))
+    raise WeightsError(f"KerasHub preset handle {handle!r} is neither kaggle:// nor hf://; download it yourself and "
+                       f"pass the directory")
 
 
 # ------------------------------------------------------------------ specs
@@ -229,7 +240,7 @@ def arch_of(class_name: str, where: str) -> str:
     if class_name not in ARCHS:
         raise ConfigError(
             f"KerasHub preset {where!r} is a {class_name or 'model without a config'}, not an image backbone tlzoo "
-            f"can fine-tune; supported: {', '.join(sorted(ARCHS))}"
+            f"can fine-tune (it declares layer groups for {', '.join(sorted(ARCHS))})"
         )
     return ARCHS[class_name]
 
@@ -290,7 +301,7 @@ def _spec_from_preset_dir(ref: str, preset: str, path: Path) -> BackboneSpec:
     shape = inner.get("image_shape") or [224, 224, 3]
     patch = inner.get("patch_size", 0)
     patch = int(patch[0] if isinstance(patch, (list, tuple)) else patch or 0)
-    width = int(inner.get("hidden_dim") or (inner.get("stackwise_num_filters") or [0])[-1] or 0)
+    width = int(inner.get("hidden_dim") or 0)  # a CNN's is known once built; listings show 0
     registers = int(inner.get("num_register_tokens", 0) or 0)
     return make_spec(
         ref, preset, arch=arch, size=int(shape[0] or 224), patch=patch, feature_dim=width,
