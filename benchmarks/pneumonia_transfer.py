@@ -66,6 +66,7 @@ def main() -> None:
             pred = np.load(r.run_dir / "test_predictions.npz")
             run = {
                 "seed": seed, "test_roc_auc": test["roc_auc"], "test_accuracy": test["accuracy"],
+                "test_accuracy_at_0.5": test["accuracy_at_0.5"], "threshold": test["threshold"],
                 "test_sensitivity": test["sensitivity"], "test_specificity": test["specificity"],
                 "val_roc_auc": r.metrics["val"]["roc_auc"], "n_train": r.metrics["n_train"],
                 "epochs_run": len(r.history), "best_epoch": r.metrics["best_epoch"],
@@ -74,12 +75,15 @@ def main() -> None:
             entry = results.setdefault(name, {"config": {k: recorded_settings(r.config)[k] for k in (
                 "backbone", "weights", "input_size", "label_fraction", "schedule")}, "runs": []})
             entry["runs"].append(run)
-            print(f"   test ROC-AUC {test['roc_auc']:.4f}  ACC {test['accuracy']:.4f}  "
+            print(f"   test ROC-AUC {test['roc_auc']:.4f}  ACC {test['accuracy']:.4f} at {test['threshold']:.3f}, "
+                  f"{test['accuracy_at_0.5']:.4f} at 0.5  "
                   f"({r.metrics['n_train']} labels, {run['wall_time_s']:.0f} s)", flush=True)
         aucs = [x["test_roc_auc"] for x in results[name]["runs"]]
         accs = [x["test_accuracy"] for x in results[name]["runs"]]
+        accs_05 = [x["test_accuracy_at_0.5"] for x in results[name]["runs"]]
         results[name].update(test_roc_auc_mean=float(np.mean(aucs)), test_roc_auc_min=float(np.min(aucs)),
                              test_roc_auc_max=float(np.max(aucs)), test_accuracy_mean=float(np.mean(accs)),
+                             **{"test_accuracy_at_0.5_mean": float(np.mean(accs_05))},
                              wall_time_s_mean=float(np.mean([x["wall_time_s"] for x in results[name]["runs"]])))
     write(results, Path(args.out), data)
 

@@ -46,32 +46,32 @@ def save_tiny_dinov2(path: Path, *, registers: int = 2, seed: int = 0) -> Path:
 
 
 def save_tiny_clip(path: Path, *, seed: int = 0) -> Path:
-    """A tiny CLIP (2-block vision and text towers): tlzoo uses its vision tower."""
-    import keras
+    """A tiny CLIP (2-block vision and 1-block text towers): tlzoo uses its vision tower."""
     import keras_hub
 
-    keras.utils.set_random_seed(seed)
-    vision = keras_hub.models.CLIPVisionEncoder(patch_size=8, hidden_dim=16, num_layers=2, num_heads=2,
-                                                intermediate_dim=32, image_shape=(SIZE, SIZE, 3))
-    text = keras_hub.models.CLIPTextEncoder(vocabulary_size=30, embedding_dim=16, hidden_dim=16, num_layers=1,
-                                            num_heads=2, intermediate_dim=32, max_sequence_length=8)
-    backbone = keras_hub.models.CLIPBackbone(vision, text, projection_dim=8)
-    return _save(path, backbone, _imagenet_converter(keras_hub.layers.CLIPImageConverter), "MIT")
+    return _save_image_text(path, "CLIP", seed, _imagenet_converter(keras_hub.layers.CLIPImageConverter), "MIT",
+                            projection_dim=8)
 
 
 def save_tiny_siglip(path: Path, *, seed: int = 0) -> Path:
-    """A tiny SigLIP (2-block towers, attention-pooling head): tlzoo uses its vision tower."""
+    """A tiny SigLIP (towers as CLIP's, with an attention-pooling head): tlzoo uses its vision tower."""
+    import keras_hub
+
+    converter = keras_hub.layers.SigLIPImageConverter(image_size=(SIZE, SIZE), scale=1 / 127.5, offset=-1.0)
+    return _save_image_text(path, "SigLIP", seed, converter, "Apache-2.0")
+
+
+def _save_image_text(path: Path, family: str, seed: int, converter, licence: str, **backbone_kw) -> Path:
     import keras
     import keras_hub
 
     keras.utils.set_random_seed(seed)
-    vision = keras_hub.models.SigLIPVisionEncoder(patch_size=8, hidden_dim=16, num_layers=2, num_heads=2,
-                                                  intermediate_dim=32, image_shape=(SIZE, SIZE, 3))
-    text = keras_hub.models.SigLIPTextEncoder(vocabulary_size=30, embedding_dim=16, hidden_dim=16, num_layers=1,
-                                              num_heads=2, intermediate_dim=32, max_sequence_length=8)
-    backbone = keras_hub.models.SigLIPBackbone(vision, text)
-    converter = keras_hub.layers.SigLIPImageConverter(image_size=(SIZE, SIZE), scale=1 / 127.5, offset=-1.0)
-    return _save(path, backbone, converter, "Apache-2.0")
+    models = keras_hub.models
+    vision = getattr(models, f"{family}VisionEncoder")(patch_size=8, hidden_dim=16, num_layers=2, num_heads=2,
+                                                       intermediate_dim=32, image_shape=(SIZE, SIZE, 3))
+    text = getattr(models, f"{family}TextEncoder")(vocabulary_size=30, embedding_dim=16, hidden_dim=16, num_layers=1,
+                                                   num_heads=2, intermediate_dim=32, max_sequence_length=8)
+    return _save(path, getattr(models, f"{family}Backbone")(vision, text, **backbone_kw), converter, licence)
 
 
 def save_tiny_efficientnet(path: Path) -> Path:

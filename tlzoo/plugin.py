@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
@@ -88,6 +89,7 @@ class DomainPlugin:
             "options": cls.all_default_options(),
             "description": cls.description,
             "class": f"{cls.__module__}.{cls.__qualname__}",
+            **({"source_file": _source_file(cls)} if not _is_installed(cls) else {}),
         }
 
     # ------------------------------------------------------------------ data
@@ -283,6 +285,21 @@ class DomainPlugin:
         return metrics_lib.multiclass_metrics(y_true, probs)
 
 
+def _is_installed(cls: type) -> bool:
+    """Whether a plugin class comes from an importable package (not a script run as ``__main__``)."""
+    return cls.__module__ != "__main__" and not cls.__module__.startswith("tlzoo_plugin_module_")
+
+
+def _source_file(cls: type) -> str | None:
+    import inspect
+
+    try:
+        found = inspect.getsourcefile(cls)
+    except (TypeError, OSError):
+        return None
+    return str(Path(found).resolve()) if found else None
+
+
 def register_plugin(cls: type[DomainPlugin] | None = None, *, replace: bool = False) -> Any:
     """Class decorator: ``@register_plugin`` makes a plugin available by its ``name``."""
 
@@ -333,6 +350,56 @@ def get_plugin(name: str, **options: Any) -> DomainPlugin:
     if name in DISCOVERY_ERRORS and name not in PLUGINS:
         raise ConfigError(f"plugin {name!r} is installed but failed to load: {DISCOVERY_ERRORS[name]}")
     return PLUGINS.get(name)(**options)
+
+
+def import_plugin_module(ref: str) -> None:
+    """Import a module (dotted name) or a ``.py`` file for the plugins it registers with ``@register_plugin``.
+    A file is imported under its own name, not as ``__main__``: work it guards with
+    ``if __name__ == "__main__":`` does not run again."""
+    import importlib
+    import importlib.util
+    import sys
+
+    path = Path(ref).expanduser()
+    if ref.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"plugin module file {ref!r} does not exist")
+        module_name = f"tlzoo_plugin_module_{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"cannot import {ref!r} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise ConfigError(f"importing plugin module {ref!r} failed: {type(exc).__name__}: {exc}") from exc
+        return
+    try:
+        importlib.import_module(ref)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import plugin module {ref!r}: {exc}") from exc
+
+
+def plugin_for_run(recorded_plugin: dict[str, Any], name: str, **options: Any) -> DomainPlugin:
+    """``get_plugin`` for a run that was made earlier: when its plugin is not registered here, the error says
+    which class (and script) made the run and how to make it available."""
+    try:
+        return get_plugin(name, **options)
+    except ConfigError:
+        discover_plugins()
+        if name in PLUGINS:
+            raise
+        made_by = recorded_plugin.get("class") or "an unrecorded class"
+        script = recorded_plugin.get("source_file")
+        raise ConfigError(
+            f"plugin {name!r} is not registered here; the run was made with {made_by}"
+            + (f" from {script}" if script else "")
+            + f". Make it available: `tlzoo --plugin-module {script or 'MODULE_OR_FILE'} ...` (for a plugin "
+              f"registered with @register_plugin in a script or module), or install it as a package with a "
+              f"'{ENTRY_POINT_GROUP}' entry point"
+        ) from None
 
 
 def list_plugins() -> list[str]:

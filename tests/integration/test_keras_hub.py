@@ -68,6 +68,9 @@ def test_adapt_export_every_format_and_verify(runs, kind):
     assert checked["hashes"] == "ok"
     parity = checked["parity"]
     assert set(parity) == set(FORMATS) and all(p["passed"] for p in parity.values())
+    for fmt in FORMATS:  # the figures, with -s
+        print(f"{kind} {fmt}: max abs diff {parity[fmt]['max_abs_diff']:.3g}, label agreement "
+              f"{parity[fmt]['agreement']:.3f} (n={parity[fmt]['n']})")
     for fmt in FLOAT_FORMATS:
         assert parity[fmt]["max_abs_diff"] <= 1e-4 and parity[fmt]["agreement"] == 1.0, (fmt, parity[fmt])
     card = (result.out / "model_card.md").read_text()

@@ -221,7 +221,7 @@ def _read_images(images: Any, split: str, n: int,
         from tlzoo.train.recipe import read_run_data, run_plugin
 
         cfg = recorded(config)
-        data = read_run_data(cfg, run_plugin(cfg))  # file sources: decoded at the run's input size
+        data = read_run_data(cfg, run_plugin(cfg, config.get("plugin") or {}))  # decoded at the run's input size
         s = data.split(split)
         names = s.attributes.get("filenames")
         return (np.asarray(s.x[:n]), s.y[:n],

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tlzoo",
                                      description="Transfer learning for Keras 3: zoo, plugins, adaptation.")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    parser.add_argument("--plugin-module", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="import this module (dotted name, or a .py file) first, for the plugins it registers "
+                             "with @register_plugin; repeatable")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
@@ -57,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 verbose_tensorflow_startup()
             else:
                 quiet_tensorflow_startup()
+            if args.plugin_module:
+                from tlzoo.plugin import import_plugin_module
+
+                for ref in args.plugin_module:
+                    import_plugin_module(ref)
             return int(args.func(args) or 0)
         except TlzooError as exc:
             print(f"tlzoo: error: {exc}", file=sys.stderr)

@@ -118,7 +118,7 @@ def _open_run(run_dir: Path) -> _Run:
     config, metrics = check_run_dir(run_dir)
     from tlzoo.train.recipe import run_plugin
 
-    plugin = run_plugin(recorded(config))  # registers the plugin's layers
+    plugin = run_plugin(recorded(config), config.get("plugin") or {})  # registers the plugin's layers
     model = load_model(run_dir / MODEL_FILE)
     history_path = run_dir / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else []

@@ -88,6 +88,8 @@ def binary_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
         "roc_auc": float(skm.roc_auc_score(y, p)),
         "pr_auc": float(skm.average_precision_score(y, p)),
         "accuracy": float((tp + tn) / len(y)),
+        # at 0.5 whatever the chosen threshold: what MedMNIST and most papers report as ACC
+        "accuracy_at_0.5": float(((p >= 0.5).astype(int) == y).mean()),
         "sensitivity": float(tp / (tp + fn)) if tp + fn else float("nan"),
         "specificity": float(tn / (tn + fp)) if tn + fp else float("nan"),
         "precision": float(tp / (tp + fp)) if tp + fp else float("nan"),
@@ -111,7 +113,10 @@ def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
         "n": int(len(y)),
     }
     if len(np.unique(y)) == k:
-        out["roc_auc_ovr"] = float(skm.roc_auc_score(y, probs, multi_class="ovr", labels=list(range(k))))
+        # two classes: scikit-learn's binary ROC-AUC takes the positive class's column (the [N, 2] softmax
+        # is refused: "y should be a 1d array"); one-vs-rest on two classes is that same number
+        out["roc_auc_ovr"] = float(skm.roc_auc_score(y, probs[:, 1]) if k == 2 else
+                                   skm.roc_auc_score(y, probs, multi_class="ovr", labels=list(range(k))))
     return out
 
 

@@ -146,7 +146,7 @@ def source_top(spec: BackboneSpec, weights: Any) -> SourceTop:
     Tops of another shape (VGG's fully connected layers on a fixed-size map) are reported unavailable."""
     if weights is None:
         return SourceTop(None, "random initialisation: no pretrained source task")
-    if spec.modality != "image" or spec.family == "tfhub":
+    if spec.modality != "image" or spec.family in ("tfhub", "keras_hub"):
         return SourceTop(None, f"{spec.name} ({spec.family}) has no classification top tlzoo can load")
     if str(weights) not in spec.weight_names:
         return SourceTop(None, f"weights given as a file ({weights}) carry no classification top")

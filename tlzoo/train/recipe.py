@@ -23,7 +23,7 @@ from tlzoo.extensions import active_extensions
 from tlzoo.extensions.base import Run, check_support
 from tlzoo.model.assemble import build_model, inference_model
 from tlzoo.model.multitask import MultiTask, is_multitask
-from tlzoo.plugin import DomainPlugin, get_plugin
+from tlzoo.plugin import DomainPlugin, get_plugin, plugin_for_run
 from tlzoo.runs import (
     BEST_WEIGHTS,
     CONFIG_FILE,
@@ -93,11 +93,28 @@ def _augmenter(plugin: DomainPlugin) -> Any:
     return augment
 
 
-def run_plugin(cfg: AdaptConfig | dict[str, Any]) -> Any:
+def check_monitor(plugin: Any, num_classes: int) -> None:
+    """The metric a plugin keeps its best epoch by must be one it computes: else every epoch would train and
+    the run would end with "no epoch produced a finite val_<monitor>"."""
+    if plugin.monitor == "loss":
+        return
+    names = [m if isinstance(m, str) else getattr(m, "name", type(m).__name__) for m in plugin.metrics(num_classes)]
+    if plugin.monitor not in names:
+        raise ConfigError(
+            f"plugin {plugin.name!r} keeps the epoch with the best val_{plugin.monitor}, but its metrics are "
+            f"{names or 'none'}: set the plugin's monitor to one of {names + ['loss']} (and monitor_mode 'max' or "
+            f"'min'), or add a metric named {plugin.monitor!r}"
+        )
+
+
+def run_plugin(cfg: AdaptConfig | dict[str, Any], recorded_plugin: dict[str, Any] | None = None) -> Any:
     """The plugin a run trains with: the registered plugin with its options, wrapped in
-    ``MultiTask`` when the run has several tasks."""
+    ``MultiTask`` when the run has several tasks. ``recorded_plugin`` (a finished run's ``config["plugin"]``)
+    lets the error for a plugin missing here name the class and script that made the run."""
     cfg = cfg if isinstance(cfg, AdaptConfig) else AdaptConfig.from_dict(cfg, validate=False)
-    plugin = get_plugin(cfg.plugin, **(cfg.plugin_options or {}))
+    options = cfg.plugin_options or {}
+    plugin = (get_plugin(cfg.plugin, **options) if recorded_plugin is None
+              else plugin_for_run(recorded_plugin, cfg.plugin, **options))
     return MultiTask(plugin, cfg.tasks) if cfg.tasks else plugin
 
 
@@ -162,6 +179,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
         return recipe(cfg)
     exts, dist = run.extensions, run.dist
     run.data, run.num_classes = prepare_data(cfg, plugin, run)
+    check_monitor(plugin, run.num_classes)
     run.class_weight = plugin.class_weights(run.data.train.y, run.num_classes)
     for ext in exts:
         ext.prepare(run)
@@ -488,14 +506,24 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], keras.Model]:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / MODEL_FILE).is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a tlzoo run directory (no {CONFIG_FILE} / {MODEL_FILE})")
-    return read_yaml(run_dir / CONFIG_FILE), load_model(run_dir / MODEL_FILE)
+    config = read_yaml(run_dir / CONFIG_FILE)
+    _import_run_plugin(config)
+    return config, load_model(run_dir / MODEL_FILE)
+
+
+def _import_run_plugin(config: dict[str, Any]) -> None:
+    """Import the run's plugin before its model loads: a head built from the plugin's own layers only
+    deserialises (in safe mode) once the plugin module has registered them."""
+    from tlzoo.plugin import discover_plugins
+
+    discover_plugins()  # imports every installed plugin's module (entry points)
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", batch_size: int = 64) -> dict[str, Any]:
     """Re-evaluate a run's model on its test split (or another source's), at the run's threshold."""
     config, model = load_run(run_dir)
     cfg = recorded(config)
-    plugin = run_plugin(cfg)
+    plugin = run_plugin(cfg, config.get("plugin") or {})
     splits = read_run_data(cfg, plugin, data)
     plugin.check_data(splits)
     if split not in ("train", "val", "test"):

@@ -83,9 +83,9 @@ def check_input_shape(spec: BackboneSpec, input_shape: Sequence[int | None]) -> 
         # a single event (tabular mode) is a feature vector, not a window: kernels see only that event
         if shape[0] is not None and 1 < shape[0] < spec.min_size:
             raise ConfigError(
-                f"windows of {shape[0]} events are shorter than {spec.name!r}'s receptive field of "
-                f"{spec.min_size}; use window >= {spec.min_size}, window=1 (tabular), or a backbone with a "
-                f"smaller field (ts_fcn / ts_resnet 8, ts_transformer 1)"
+                f"series of {shape[0]} steps are shorter than {spec.name!r}'s receptive field of "
+                f"{spec.min_size}; give series (or windows) of >= {spec.min_size} steps, single steps (tabular), "
+                f"or pick a backbone with a smaller field (ts_fcn / ts_resnet 8, ts_transformer 1)"
             )
     return shape  # type: ignore[return-value]
 

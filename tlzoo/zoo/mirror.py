@@ -291,10 +291,11 @@ def fetch_weights(backbone: str, *, sha256: str | None = None, overwrite: bool =
 
 def format_table(entries: list[WeightsEntry]) -> str:
     """``tlzoo weights list`` as text: one row per backbone, then a count."""
-    rows = [f"{'backbone':32} {'kind':14} {'status':8} {'source':11} {'pinned':6}  location / needs"]
+    width = max([32, *(len(e.backbone) for e in entries)])
+    rows = [f"{'backbone':{width}} {'kind':16} {'status':8} {'source':12} {'pinned':6}  location / needs"]
     for e in entries:
         where = e.path if e.present else e.needs
-        rows.append(f"{e.backbone:32} {e.kind:14} {'present' if e.present else 'absent':8} {e.source or '-':11} "
+        rows.append(f"{e.backbone:{width}} {e.kind:16} {'present' if e.present else 'absent':8} {e.source or '-':12} "
                     f"{'yes' if e.pin else 'no':6}  {where}")
     present = sum(e.present for e in entries)
     mirror = mirror_root()

@@ -6,7 +6,7 @@ Objectives:
   the loss is the mean squared error on the masked values only.
 - ``contrastive``: no labels. Two views of each window from the plugin's own training
   augmentations; a projection head and the NT-Xent loss (SimCLR) pull the views together.
-- ``supervised``: binary cross-entropy on the source data's labels.
+- ``supervised``: cross-entropy on the source data's labels (binary, or softmax over three or more classes).
 
 Only the training split of the source is used (its labels only by ``supervised``). The backbone's
 weights become the zoo entry ``name`` under ``$TLZOO_HOME/zoo`` with the lineage every weight
@@ -171,11 +171,20 @@ def pretrain(config: PretrainConfig | None = None, **kwargs: Any) -> PretrainRes
                           f"  epoch {e + 1}/{cfg.epochs}: NT-Xent {logs['loss']:.4f}", flush=True))])
         history = [float(v) for v in h.history["loss"]]
     else:
-        y = splits.train.y.astype(np.float32)
+        y = np.asarray(splits.train.y)
+        if y.ndim != 1 or not np.array_equal(y, np.round(y)) or y.min() < 0:
+            raise DataError(f"supervised pretraining needs one integer class per series; the labels have shape "
+                            f"{y.shape} and values {np.unique(y)[:5].tolist()}")
+        classes = int(y.max()) + 1
         inp = keras.Input((None, channels))
-        out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling1D()(backbone(inp)))
+        pooled = keras.layers.GlobalAveragePooling1D()(backbone(inp))
+        if classes <= 2:  # one sigmoid unit; more classes get a softmax (binary cross-entropy on 3 would be wrong)
+            out, loss = keras.layers.Dense(1, activation="sigmoid")(pooled), "binary_crossentropy"
+            y = y.astype(np.float32)
+        else:
+            out, loss = keras.layers.Dense(classes, activation="softmax")(pooled), "sparse_categorical_crossentropy"
         model = keras.Model(inp, out)
-        model.compile(optimizer=optimizer, loss="binary_crossentropy")
+        model.compile(optimizer=optimizer, loss=loss)
         h = model.fit(xs, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=0)
         history = [float(v) for v in h.history["loss"]]
     if not all(np.isfinite(history)):
