@@ -56,6 +56,19 @@ def test_pretrain_adapt_export_round_trip(tmp_path, home):
     ex = export(run.run_dir, formats=["savedmodel", "onnx"], out=tmp_path / "export", verbose=0, heldout=16)
     assert ex.parity["onnx"]["max_abs_diff"] <= 1e-4 and ex.parity["savedmodel"]["max_abs_diff"] <= 1e-4
     assert "the plugin's fp_budget" in ex.card["model"]["decision_rule"]
+    # series of any length, named as series: the exported graph fixes neither the length nor the name "image"
+    import onnxruntime as ort
+
+    from tlzoo.train.recipe import load_run
+
+    session = ort.InferenceSession(str(ex.out / "model.onnx"))
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [("series", ["batch", "time", "features"])]
+    assert ex.card["model"]["input"]["preprocessing"].startswith("float32 [batch, time, 4 features], any length")
+    _, model = load_run(run.run_dir)
+    for length in (9, 40):
+        x = np.random.default_rng(length).normal(size=(3, length, 4)).astype("float32")
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"series": x})))
+        np.testing.assert_allclose(got["probabilities"], model.predict(x, verbose=0), atol=1e-4)
 
     # a feature used in training missing at inference
     x = np.load(data)["features"][:, :3]

@@ -112,9 +112,10 @@ def test_every_field_with_a_flag_reaches_the_config():
         if meta["flag"] is None:
             continue
         flag = meta["flag"] or "--" + name.replace("_", "-")
-        if meta["kind"] == "bool":
-            argv.append(flag)
-            expected[name] = True
+        if meta["kind"] == "bool":  # on by default: --no-NAME turns it off
+            on = f.default is True
+            argv.append("--no-" + flag[2:] if on else flag)
+            expected[name] = not on
             continue
         text = meta["choices"][-1] if meta["choices"] else values[meta["kind"]] or f"{name}-value"
         argv += [flag, text]

@@ -32,9 +32,11 @@ def add_config_flags(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...
         default = f.default if f.default is not None and not callable(f.default) else None
         said = "default" in meta["help"]
         help_text = meta["help"] + (f" (default {default})" if default not in (None, False, "") and not said else "")
-        if meta["kind"] == "bool":
-            group.add_argument(flag_name(name), dest=name, action="store_const", const=True, default=None,
-                               help=help_text)
+        if meta["kind"] == "bool":  # a setting that is on by default gets a --no-... flag
+            on = default is True
+            group.add_argument("--no-" + flag_name(name)[2:] if on else flag_name(name), dest=name,
+                               action="store_const", const=not on, default=None,
+                               help=("turn off: " if on else "") + help_text)
             continue
         group.add_argument(flag_name(name), dest=name, type=_TYPES[meta["kind"]], choices=meta["choices"],
                            default=None, help=help_text, metavar=None if meta["choices"] else _METAVARS[meta["kind"]])

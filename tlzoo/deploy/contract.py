@@ -6,7 +6,8 @@ gray (1 channel), gray + alpha (2), RGB (3) or RGBA (4). Inside the graph, by th
 stream uses (``tlzoo.data.images``): alpha dropped; gray repeated into RGB, or RGB to gray by
 ITU-R 601-2 luma, rounded; a bilinear resize to the run's resolution, rounded to 0-255. Runners
 (``tlzoo.deploy.runners``) also take a gray batch ``[batch, height, width]``.
-Other plugins (time series) take ``float32`` at the shape they were trained on.
+Time-series plugins take ``float32`` series ``[batch, time, features]`` of any length (at least the
+backbone's receptive field), named ``series``; the model's own layers scale them as in training.
 
 Outputs, by kind of model:
 
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 INPUT_NAME = "image"
+SERIES_INPUT = "series"  # time-series models: float32 [batch, time, features], any length
 SIGNATURE = "serving_default"
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as Pillow's "L" and the training stream
 
@@ -99,7 +101,10 @@ class Contract:
             f"uint8 [batch, height, width, 1-4 channels], any size: alpha dropped, "
             f"{'RGB -> gray (ITU-R 601-2 luma, rounded)' if self.shape[-1] == 1 else 'gray -> RGB'}, "
             f"bilinear resize to {self.shape[1]}x{self.shape[2]} rounded to 0-255, then the model's own layers"
-            if self.images else f"{self.dtype} {self.shape}, as the model was trained")
+            if self.images else
+            f"{self.dtype} [batch, time, {self.shape[-1]} features], any length: the model's own layers scale "
+            f"the features as in training" if self.input_name == SERIES_INPUT else
+            f"{self.dtype} {self.shape}, as the model was trained")
         return {"input": {"name": self.input_name, "dtype": self.dtype, "shape": self.input_shape(),
                           "model_shape": self.shape, "preprocessing": preprocessing},
                 "outputs": self.outputs(), "kind": self.kind, "task": self.task, "threshold": self.threshold,

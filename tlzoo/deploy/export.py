@@ -36,7 +36,7 @@ import numpy as np
 
 from tlzoo._version import __version__
 from tlzoo.data import is_lazy
-from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, Contract, model_inputs, split_outputs
+from tlzoo.deploy.contract import ANOMALY, CLASSIFIER, SERIES_INPUT, Contract, model_inputs, split_outputs
 from tlzoo.deploy.formats import ExportFormat, parse_formats, require, write_format
 from tlzoo.deploy.formats.onnx import DEFAULT_OPSET, check_opset
 from tlzoo.deploy.formats.tflite import REPRESENTATIVE_SAMPLES, tflite_interpreter_class
@@ -173,6 +173,12 @@ def _contract(run: _Run, test_x: Any = None, splits: Any = None) -> Contract:
         first = next(iter(tasks.values()))
         return Contract(dtype=dtype, shape=[None, *map(int, shape)], task="multitask", threshold=first["threshold"],
                         num_outputs=first["num_outputs"], class_names=list(tasks), tasks=tasks)
+    if run.plugin.modality == "timeseries":  # the model takes series of any length: so does every export
+        return Contract(dtype=dtype, shape=[None, None, int(shape[-1])], task=run.plugin.task,
+                        threshold=float(run.metrics["test"].get("threshold", 0.5)),
+                        num_outputs=int(split_outputs(run.model.output)[0].shape[-1]),
+                        class_names=[str(n) for n in run.metrics.get("class_names") or []],
+                        input_name=SERIES_INPUT)
     names = list(run.metrics.get("class_names") or run.config.get("data", {}).get("classes") or [])
     probs_out, extras = split_outputs(run.model.output)
     num_outputs = int(probs_out.shape[-1])

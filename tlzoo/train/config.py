@@ -82,6 +82,10 @@ class AdaptConfig:
                                               "freeze schedule: {kind: ..., params} or {stages: [...]}; without "
                                               "a kind, adjustments to the plugin's default schedule", flag=None)
     batch_size: int = setting(32, "training", "batch_size", "int", "batch size", low=1)
+    batchnorm_reestimate: bool = setting(True, "training", "batchnorm_reestimate", "bool",
+                                         "after training, re-estimate the statistics of the BatchNormalization "
+                                         "layers that trained over the training data (exact however few steps "
+                                         "the run had)")
     label_fraction: float | None = setting(None, "data", "label_fraction", "float",
                                            "keep this stratified fraction of training labels",
                                            low=0, high=1, low_open=True)

@@ -37,6 +37,7 @@ from tlzoo.runs import (
     write_json,
     write_yaml,
 )
+from tlzoo.train import batchnorm
 from tlzoo.train.callbacks import EpochWatch
 from tlzoo.train.checkpoints import EpochCheckpoint
 from tlzoo.train.config import AdaptConfig, recorded
@@ -196,6 +197,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
             weights_view = inference_model(run.model)  # saves layer weights only, not the optimizer's
             ckpt = EpochCheckpoint(run.checkpoint_dir, weights_view) if run.checkpoint_dir else None
             resume = ckpt.record() if ckpt else None
+            trained_bn: dict[int, Any] = {}  # BatchNormalization layers some stage trained
             for i, stage in enumerate(run.schedule.stages, start=1):
                 if stage.epochs == 0 or (resume and i < resume["stage"]):  # stages an interrupted run finished
                     continue
@@ -218,13 +220,16 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
                 if ckpt and dist.is_chief:  # every worker holds the same values; the chief writes them
                     callbacks.append(ckpt.callback(i, optimizer, state, tmp / BEST_WEIGHTS, last_epoch=stage.epochs,
                                                    interval_s=cfg.checkpoint_interval if run.owns_checkpoints else 0))
-                _fit_stage(run, fit_model, stage_ds, val_ds, dist_data, stage, initial_epoch, callbacks)
+                with batchnorm.momentum_for_steps(run.model, stage_steps) as bn_layers:
+                    trained_bn.update({id(layer): layer for layer in bn_layers})
+                    _fit_stage(run, fit_model, stage_ds, val_ds, dist_data, stage, initial_epoch, callbacks)
                 if any([ext.after_stage(run, i, stage) for ext in exts]):
                     break
             if "best" not in state:
                 raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
             weights_view.load_weights(tmp / BEST_WEIGHTS)
             run.model = weights_view
+            resolved["batchnorm"] = _reestimate_batchnorm(run, list(trained_bn.values()))
             for ext in exts:
                 ext.after_training(run)
             metrics = _evaluate_and_report(run)
@@ -384,6 +389,18 @@ def _compile_stage(run: Run, fit_model: Any, index: int, stage: Stage, steps: in
               f"{n_train:,} trainable parameters, lr {stage.learning_rate:g}"
               + (f" (x{stage.lr_decay:g} per group down)" if stage.lr_decay < 1 else ""), flush=True)
     return run.optimizer
+
+
+def _reestimate_batchnorm(run: Run, layers: list[Any]) -> dict[str, Any]:
+    """The statistics of the BN layers that trained, re-estimated on the weights kept (tlzoo/train/batchnorm.py)."""
+    if not layers:
+        return {"reestimated": False, "why": "no stage trained BatchNormalization layers"}
+    if not run.cfg.batchnorm_reestimate:
+        return {"reestimated": False, "why": "batchnorm_reestimate is off"}
+    if run.dist.replicas > 1:
+        return {"reestimated": False, "why": "several replicas: their synchronised moving averages are kept"}
+    done = batchnorm.reestimate(run.model, run.data.train.x, layers, batch_size=run.cfg.batch_size, seed=run.cfg.seed)
+    return {"reestimated": True, **done}
 
 
 def _fit_stage(run: Run, fit_model: Any, train_ds: Any, val_ds: Any, dist_data: Any, stage: Stage,

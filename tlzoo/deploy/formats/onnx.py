@@ -20,7 +20,8 @@ from tlzoo.errors import ConfigError, ExportError
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
 # Names of the free dimensions, per tensor (tf2onnx calls them "unk__N").
-DIM_NAMES = {"image": ("batch", "height", "width", "channels"), "anomaly_map": ("batch", "map_height", "map_width")}
+DIM_NAMES = {"image": ("batch", "height", "width", "channels"), "series": ("batch", "time", "features"),
+             "anomaly_map": ("batch", "map_height", "map_width")}
 
 
 class _Tf2onnxLog(logging.Handler):
