@@ -158,6 +158,12 @@ class DomainPlugin:
     def output_units(self, num_classes: int) -> int:
         return 1 if self.task == "binary" else num_classes
 
+    def adjust_backbone(self, backbone: keras.Model, spec: Any) -> keras.Model | None:
+        """Called once with the backbone just built (pretrained weights loaded), before the head is added and
+        before its layer groups are read: change it in place (a BatchNormalization momentum, a regulariser) and
+        return None, or return a model to use instead. Default: unchanged."""
+        return None
+
     def input_adapter(self, inputs: Any, input_size: int) -> Any:
         """Raw images -> what the backbone expects (float32, 3 channels, backbone size)."""
         import keras

@@ -1,8 +1,10 @@
 """Plugin contract, registration by decorator and by entry point (first and third party)."""
 import json
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,9 @@ def test_a_multiclass_plugin_on_two_classes_with_its_own_layer_evaluates(toy_sit
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["monitor"]["name"] == "val_macro_f1" and 0 <= metrics["test"]["roc_auc_ovr"] <= 1
+    saved = json.loads(zipfile.ZipFile(out / "model.keras").read("config.json"))
+    momenta = re.findall(r'"momentum": ([0-9.]+)', json.dumps(saved))
+    assert momenta and set(momenta) == {"0.9"}  # the plugin's adjust_backbone hook reached every BN layer
     evaluated = _tlzoo(["evaluate", str(out), "--json"], toy_site)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     again = json.loads(evaluated.stdout)

@@ -93,3 +93,36 @@ def test_contrastive_pretraining_and_channel_mismatch(tmp_path, home):
               plugin_options={"window": 8})
     with pytest.raises(ConfigError, match="timeseries backbone"):
         adapt(plugin="medical-imaging", data=other, backbone="ts_fcn", out=str(tmp_path / "r2"), verbose=0)
+
+
+# ---------------------------------------------------------------- timeseries-classification
+
+
+def test_series_classification_adapt_export_verify_any_length(tmp_path):
+    """The first-party classification plugin on a UCR-style .ts pair of variable-length series, through the
+    command line: adapt -> export ONNX -> verify; the exported model takes series of other lengths."""
+    import onnxruntime as ort
+
+    from timeseries_support import shapes_ts
+    from tlzoo.cli.main import main
+    from tlzoo.deploy.export import verify
+    from tlzoo.train.recipe import load_run
+
+    train = shapes_ts(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    assert main(["adapt", "--plugin", "timeseries-classification", "--data", str(train), "--backbone", "ts_fcn",
+                 "--weights", "none", "--option", "epochs=25", "--option", "patience=25", "--batch-size", "16",
+                 "--out", str(run_dir)]) == 0
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["class_names"] == ["bump", "dip", "step"] and m["monitor"]["name"] == "val_loss"
+    assert m["test"]["n"] == 60 and m["test"]["accuracy"] >= 0.8, m["test"]
+    config, model = load_run(run_dir)
+    assert config["batchnorm"]["reestimated"] and config["batchnorm"]["samples"] == m["n_train"]
+    assert main(["export", str(run_dir), "--format", "onnx", "--out", str(tmp_path / "export")]) == 0
+    checked = verify(tmp_path / "export")
+    assert checked["parity"]["onnx"]["passed"] and checked["parity"]["onnx"]["max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"))
+    for length in (24, 90):
+        x = np.random.default_rng(length).normal(size=(2, length, 1)).astype("float32")
+        got = session.run(["probabilities"], {"series": x})[0]
+        np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-4)

@@ -311,6 +311,7 @@ def _build(run: Run) -> tuple[Any, Any]:
         run.backbone, run.spec, weights_record = build_backbone(cfg.backbone or plugin.default_backbone, cfg.weights,
                                                                 backbone_shape, sha256=cfg.weights_sha256,
                                                                 pooling=cfg.pooling)
+        run.backbone = plugin.adjust_backbone(run.backbone, run.spec) or run.backbone
         run.groups = layer_groups(run.backbone, run.spec)
         schedule = _resolve_schedule(cfg, plugin, len(run.groups)).within_budget(len(data.train), cfg.max_samples_seen)
         if cfg.weights is None and spec.family != "tfhub":  # random init: BN layers learn their statistics
