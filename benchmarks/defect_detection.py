@@ -33,13 +33,19 @@ def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
     from tlzoo.train.recipe import AdaptConfig
 
     out: dict = {"protocol": "fit: seeded 50% of defect-free (75% of it for the bank, 25% to set the threshold); "
-                             "test: other 50% defect-free + all defective", "published_differnet_auc": DIFFERNET_AUC}
-    for label, weights in (("imagenet", "imagenet"), ("scratch", None)):
+                             "test: other 50% defect-free + all defective", "published_differnet_auc": DIFFERNET_AUC,
+                 "protocol_differnet": f"fit: the 761 defect-free images of {args.differnet_list} (75% for the "
+                                       f"bank, 25% to set the threshold); test: the other 191 defect-free + all 392 "
+                                       f"defective (583 images), DifferNet's split"}
+    conditions = [("imagenet", "imagenet", None), ("scratch", None, None)]
+    if "differnet" in args.protocols:
+        conditions.append(("imagenet_differnet_split", "imagenet", args.differnet_list))
+    for label, weights, split_file in conditions:
         t0 = time.perf_counter()
         cfg = AdaptConfig(plugin="defect-detection", data=args.magnetic, out=str(runs / f"mt_{label}"),
                           backbone="mobilenet_v2", weights=weights, input_size=args.anomaly_size, batch_size=32,
                           overwrite=True, seed=0, verbose=1,
-                          plugin_options={"mode": "anomaly", "max_false_alarm": 0.01,
+                          plugin_options={"mode": "anomaly", "max_false_alarm": 0.01, "split_file": split_file,
                                           "coreset_ratio": args.coreset_ratio})
         res = tlzoo.adapt(cfg)
         m = res.metrics
@@ -84,7 +90,8 @@ def sweep_part(args: argparse.Namespace) -> list[dict]:
     from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     labelled = read_labelled(args.magnetic)
-    data, _ = anomaly_splits(labelled, normal_label(labelled), seed=0)
+    data, _ = anomaly_splits(labelled, normal_label(labelled), seed=0,
+                             split_file=args.differnet_list if "differnet" in args.protocols else None)
     rows = []
     for spec in args.sweep:
         size, ratio, levels = spec.split(":") if spec.count(":") == 2 else (*spec.split(":"), "")
@@ -161,6 +168,10 @@ def main() -> None:
     p.add_argument("--sweep", nargs="+", default=["128:0.1", "128:0.25", "160:0.1", "128:0.1:block_3,block_12"],
                    help="SIZE:CORESET_RATIO[:LEVELS] settings for --parts sweep")
     p.add_argument("--magnetic", default="magnetic_tile.npz")
+    p.add_argument("--differnet-list", default="magnetic_tile_differnet_train.txt",
+                   help="DifferNet's 761 training file names (read from $TLZOO_DATA_DIR)")
+    p.add_argument("--protocols", nargs="+", default=["half", "differnet"], choices=["half", "differnet"],
+                   help="anomaly: the seeded half split, and DifferNet's (also the sweep's split when given)")
     p.add_argument("--neu", default="neu_surface_defect.npz")
     p.add_argument("--anomaly-size", type=int, default=128)
     p.add_argument("--coreset-ratio", type=float, default=0.1)

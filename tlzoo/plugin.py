@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from tlzoo.errors import ConfigError, DataError
+from tlzoo.errors import ConfigError, DataError, NotFoundError
 from tlzoo.registry import Registry
 from tlzoo.train.schedule import FreezeSchedule
 
@@ -69,6 +69,14 @@ class DomainPlugin:
                 f"plugin {self.name!r} has no option(s) {unknown}; options: {sorted(defaults)}"
             )
         self.options: dict[str, Any] = {**defaults, **options}
+        self.monitor = self.resolved_monitor()  # type: ignore[misc]
+
+    @classmethod
+    def resolved_monitor(cls) -> str:
+        """The monitor the plugin declares, or when it declares none, the task's: ``accuracy`` for a multiclass
+        plugin (the default metrics have no AUC for it), else ``auc``."""
+        declared = any("monitor" in k.__dict__ for k in cls.__mro__[:cls.__mro__.index(DomainPlugin)])
+        return cls.monitor if declared or cls.task != "multiclass" else "accuracy"
 
     @classmethod
     def all_default_options(cls) -> dict[str, Any]:
@@ -85,7 +93,7 @@ class DomainPlugin:
             "task": cls.task,
             "default_backbone": cls.default_backbone,
             "default_input_size": cls.default_input_size,
-            "monitor": cls.monitor,
+            "monitor": cls.resolved_monitor(),
             "options": cls.all_default_options(),
             "description": cls.description,
             "class": f"{cls.__module__}.{cls.__qualname__}",
@@ -165,12 +173,15 @@ class DomainPlugin:
         return None
 
     def input_adapter(self, inputs: Any, input_size: int) -> Any:
-        """Raw images -> what the backbone expects (float32, 3 channels, backbone size)."""
+        """Raw images -> what the backbone expects (float32, 3 channels, backbone size); series pass as they
+        are (a time-series plugin scales its features here, e.g. with ``tlzoo.model.layers.FeatureScaler``)."""
         import keras
 
         from tlzoo.model.layers import CastToFloat32
 
         x = CastToFloat32(name="to_float32")(inputs)
+        if self.modality == "timeseries":
+            return x
         if inputs.shape[-1] == 1:
             x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
         return keras.layers.Resizing(input_size, input_size, name="resize")(x)
@@ -393,8 +404,7 @@ def plugin_for_run(recorded_plugin: dict[str, Any], name: str, **options: Any) -
     which class (and script) made the run and how to make it available."""
     try:
         return get_plugin(name, **options)
-    except ConfigError:
-        discover_plugins()
+    except NotFoundError:
         if name in PLUGINS:
             raise
         made_by = recorded_plugin.get("class") or "an unrecorded class"

@@ -74,6 +74,7 @@ class DefectDetectionPlugin(DomainPlugin):
         "normal_class": "auto",  # class name or index of the defect-free images; auto: good/ok/normal/*_free
         "train_fraction": 0.5,  # of the normal images: the rest goes to the test set
         "threshold_fraction": 0.25,  # of the training normals: held out to set the threshold
+        "split_file": None,  # a list of training file names (a published protocol's): replaces train_fraction
         "coreset_ratio": 0.1,
         "coreset_size": 0,  # 0: coreset_ratio decides
         "max_bank_mb": 256.0,
@@ -120,7 +121,8 @@ class DefectDetectionPlugin(DomainPlugin):
         labelled = read_labelled(source)
         splits, _ = anomaly_splits(labelled, normal_label(labelled, self.options["normal_class"]), seed=seed,
                                    train_fraction=float(self.options["train_fraction"]),
-                                   threshold_fraction=float(self.options["threshold_fraction"]))
+                                   threshold_fraction=float(self.options["threshold_fraction"]),
+                                   split_file=self.options["split_file"])
         return splits
 
     def check_data(self, data: DataSplits) -> None:

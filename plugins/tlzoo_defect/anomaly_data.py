@@ -33,6 +33,7 @@ class Labelled:
     source: str
     notes: list[str]
     official_test: np.ndarray | None = None  # MVTec layout: which images come from test/
+    filenames: np.ndarray | None = None  # one name per image, where the source has them (``split_file``)
 
 
 def _resolve(source: str) -> Path:
@@ -76,7 +77,8 @@ def read_labelled(source: str) -> Labelled:
             raise DataError(f"{path}: {len(x)} images but labels of shape {y.shape}")
         names = ([str(n) for n in arrays["class_names"]] if "class_names" in arrays
                  else [str(i) for i in range(int(y.max()) + 1)])
-        return Labelled(x, y, names, str(path), notes)
+        files = np.array([str(f) for f in arrays["filenames"]]) if "filenames" in arrays else None
+        return Labelled(x, y, names, str(path), notes, filenames=files)
     if not path.is_dir():
         raise DataError(f"data source {source!r} is not a .npz file or an image folder")
     if (path / "train").is_dir() and (path / "test").is_dir():
@@ -120,16 +122,22 @@ def normal_label(data: Labelled, normal_class: str | int = "auto") -> int:
 
 
 def anomaly_splits(data: Labelled, normal: int, *, seed: int = 0, train_fraction: float = 0.5,
-                   threshold_fraction: float = 0.25) -> tuple[DataSplits, np.ndarray]:
+                   threshold_fraction: float = 0.25,
+                   split_file: str | None = None) -> tuple[DataSplits, np.ndarray]:
     """train: normal images the bank is fitted on; val: held-out normals that set the threshold;
     test: the other normals and all defective images, labelled 0 (normal) / 1 (defective).
+    ``split_file``: a text file naming the training images, one file name per line (a published protocol's
+    list, e.g. DifferNet's for magnetic tiles); every other image is test.
     Also returns the test images' original class labels (for per-defect-type results)."""
     if not 0 < train_fraction < 1 or not 0 < threshold_fraction < 1:
         raise ConfigError(f"train_fraction and threshold_fraction must be in (0, 1), "
                           f"got {train_fraction}, {threshold_fraction}")
     is_normal = data.y == normal
     rng = np.random.default_rng(seed)
-    if data.official_test is not None:
+    if split_file:
+        pool, test_idx, note = _listed_split(data, is_normal, split_file)
+        rng.shuffle(pool)
+    elif data.official_test is not None:
         bad = np.flatnonzero(~data.official_test & ~is_normal)
         if bad.size:
             raise DataError(f"{data.source}: {bad.size} image(s) in train/ are not in the normal class "
@@ -163,3 +171,27 @@ def anomaly_splits(data: Labelled, normal: int, *, seed: int = 0, train_fraction
                             f"({threshold_fraction:.0%} of the training normals); "
                             f"the bank is fitted on the other {len(fit_idx)}"])
     return splits, data.y[test_idx]
+
+
+def _listed_split(data: Labelled, is_normal: np.ndarray, split_file: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(training pool, test indices, note) from a list of training file names."""
+    path = resolve_path(split_file)  # as data sources: as given, else under $TLZOO_DATA_DIR
+    if not path.is_file():
+        raise DataError(f"split_file {split_file!r} does not exist")
+    if data.filenames is None:
+        raise DataError(f"{data.source} records no file names (a 'filenames' array), so split_file {split_file!r} "
+                        f"cannot name its images")
+    listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    where = {Path(f).name: i for i, f in enumerate(data.filenames)}
+    unknown = [n for n in listed if Path(n).name not in where]
+    if unknown:
+        raise DataError(f"split_file {path.name}: {len(unknown)} of its {len(listed)} names are not images of "
+                        f"{data.source}, e.g. {unknown[:3]}")
+    pool = np.array(sorted({where[Path(n).name] for n in listed}), dtype=np.int64)
+    defective = pool[~is_normal[pool]]
+    if defective.size:
+        raise DataError(f"split_file {path.name} lists {defective.size} defective image(s) for training, e.g. "
+                        f"{[str(data.filenames[i]) for i in defective[:3]]}; the memory bank takes defect-free ones")
+    test_idx = np.setdiff1d(np.arange(len(data.y)), pool)
+    return pool, test_idx, (f"train: the {len(pool)} defect-free images listed in {path.name}; test: the other "
+                            f"{int(is_normal[test_idx].sum())} defect-free and {int((~is_normal).sum())} defective")

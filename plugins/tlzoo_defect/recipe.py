@@ -71,7 +71,7 @@ def run_anomaly(cfg: Any, plugin: Any) -> Any:
     labelled = read_labelled(cfg.data)
     normal = normal_label(labelled, o["normal_class"])
     data, test_types = anomaly_splits(labelled, normal, seed=cfg.seed, train_fraction=float(o["train_fraction"]),
-                                      threshold_fraction=float(o["threshold_fraction"]))
+                                      threshold_fraction=float(o["threshold_fraction"]), split_file=o["split_file"])
     false_alarm_threshold(np.zeros(len(data.val)), max_fa)  # too few held-out normals: stop before any work
     say = print if cfg.verbose else (lambda *a, **k: None)
     for note in data.notes:

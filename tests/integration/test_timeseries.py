@@ -62,7 +62,7 @@ def test_pretrain_adapt_export_round_trip(tmp_path, home):
     from tlzoo.train.recipe import load_run
 
     session = ort.InferenceSession(str(ex.out / "model.onnx"))
-    assert [(i.name, i.shape) for i in session.get_inputs()] == [("series", ["batch", "time", "features"])]
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [("series", ["batch", "time", 4])]
     assert ex.card["model"]["input"]["preprocessing"].startswith("float32 [batch, time, 4 features], any length")
     _, model = load_run(run.run_dir)
     for length in (9, 40):

@@ -14,8 +14,9 @@ def test_list_shows_what_this_offline_machine_has(weights_dir, clean_env, capsys
     code, entries = cli_json(capsys, ["weights", "list", "--json"])
     assert code == 0
     by_name = {e["backbone"]: e for e in entries}
-    hub_names = list_backbones("hub_*")
-    assert len(entries) == len(KERAS_WEIGHT_FILES) + len(hub_names) and len(hub_names) >= 10
+    hub_names, keras_hub_names = list_backbones("hub_*"), list_backbones("keras_hub:*")
+    assert len(entries) == len(KERAS_WEIGHT_FILES) + len(hub_names) + len(keras_hub_names)
+    assert len(hub_names) >= 10 and len(keras_hub_names) >= 12
     present = {n for n, e in by_name.items() if e["present"]}
     assert present == {"mobilenet_025", "mobilenet_v2"}
     assert by_name["mobilenet_v2"]["path"] == str(weights_dir / V2_FILE)
@@ -23,6 +24,9 @@ def test_list_shows_what_this_offline_machine_has(weights_dir, clean_env, capsys
     assert by_name["resnet50"]["needs"] == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert by_name["hub_mobilenet_v2_100"]["kind"] == "hub-savedmodel"
     assert not by_name["hub_mobilenet_v2_100"]["present"]
+    dino = by_name["keras_hub:dinov2_small"]
+    assert dino["kind"] == "keras-hub-preset" and not dino["present"] and dino["needs"] == "dinov2_small"
+    assert dino["origin"] == "kaggle://keras/dinov2/keras/dinov2_small/1"
     assert main(["weights", "list"]) == 0
     text = capsys.readouterr().out
     assert f"2 of {len(entries)} present" in text

@@ -18,8 +18,10 @@ from tlzoo.zoo.spec import STEM
 
 # TF-Hub entries load a SavedModel (no random init, no download here): the test_hub.py modules cover them.
 # image backbones; time-series ones (and local pretrained entries) are tested in test_timeseries.py
+# SavedModels and KerasHub presets carry their architecture with their weights: nothing to build offline here
+# (tests/unit/test_keras_hub.py builds presets saved locally)
 NAMES = [n for n in tlzoo.list_backbones()
-         if get_backbone_spec(n).family != "tfhub" and get_backbone_spec(n).modality == "image"]
+         if get_backbone_spec(n).family not in ("tfhub", "keras_hub") and get_backbone_spec(n).modality == "image"]
 SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 LICENCES = {"Apache-2.0", "MIT", "BSD-3-Clause", "CC-BY-4.0"}
 
