@@ -183,3 +183,30 @@ def test_classify_mode_options_augmentations_and_schedule():
     assert len({tuple(np.asarray(b).ravel()[:5]) for b in turned}) > 1
     schedule = plugin.freeze_schedule(18)
     assert [s.name for s in schedule.stages] == ["head", "all"] and schedule.stages[1].trainable == "all"
+
+
+def test_a_published_split_file_names_the_training_images(tmp_path):
+    """DifferNet's protocol for magnetic tiles: the training images are a list of file names; every other
+    image is test. Names that are not images of the source, or defective ones, are refused."""
+    from tlzoo_defect.anomaly_data import Labelled, anomaly_splits
+
+    x = np.zeros((10, 8, 8, 1), np.uint8)
+    y = np.array([0] * 7 + [1] * 3)
+    names = np.array([f"tile_{i}.jpg" for i in range(10)])
+    data = Labelled(x, y, ["MT_Free", "crack"], "tiles.npz", [], filenames=names)
+    listed = tmp_path / "train.txt"
+    listed.write_text("tile_0.jpg\nsub/tile_2.jpg\ntile_3.jpg\ntile_5.jpg\n\n")
+    splits, types = anomaly_splits(data, 0, threshold_fraction=0.25, split_file=str(listed))
+    assert len(splits.train) + len(splits.val) == 4 and len(splits.val) == 1
+    assert list(splits.test.y) == [0, 0, 0, 1, 1, 1] and list(types) == [0, 0, 0, 1, 1, 1]  # tiles 1, 4, 6 + defects
+    assert any("the 4 defect-free images listed in train.txt" in n for n in splits.notes)
+    listed.write_text("tile_0.jpg\ntile_99.jpg\n")
+    with pytest.raises(DataError, match=r"1 of its 2 names are not images of tiles.npz, e.g. \['tile_99.jpg'\]"):
+        anomaly_splits(data, 0, split_file=str(listed))
+    listed.write_text("tile_0.jpg\ntile_8.jpg\n")
+    with pytest.raises(DataError, match=r"lists 1 defective image\(s\) for training, e.g. \['tile_8.jpg'\]"):
+        anomaly_splits(data, 0, split_file=str(listed))
+    with pytest.raises(DataError, match="records no file names"):
+        anomaly_splits(Labelled(x, y, ["MT_Free", "crack"], "tiles.npz", []), 0, split_file=str(listed))
+    with pytest.raises(DataError, match="does not exist"):
+        anomaly_splits(data, 0, split_file=str(tmp_path / "none.txt"))
