@@ -33,6 +33,7 @@ def anomaly_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, max_fal
     from sklearn.metrics import roc_curve
 
     out = metrics_lib.binary_metrics(y, scores, threshold)
+    del out["accuracy_at_0.5"]  # scores are distances, not probabilities: 0.5 means nothing here
     out["recall"] = out["sensitivity"]
     out["false_alarm_rate"] = 1.0 - out["specificity"]
     fpr, tpr, _ = roc_curve(y, scores)
