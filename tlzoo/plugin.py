@@ -69,13 +69,16 @@ class DomainPlugin:
                 f"plugin {self.name!r} has no option(s) {unknown}; options: {sorted(defaults)}"
             )
         self.options: dict[str, Any] = {**defaults, **options}
-        self.monitor = self.resolved_monitor()  # type: ignore[misc]
+        if not isinstance(getattr(type(self), "monitor", None), property):  # a plugin may compute it
+            self.monitor = self.resolved_monitor()  # type: ignore[misc]
 
     @classmethod
     def resolved_monitor(cls) -> str:
         """The monitor the plugin declares, or when it declares none, the task's: ``accuracy`` for a multiclass
         plugin (the default metrics have no AUC for it), else ``auc``."""
         declared = any("monitor" in k.__dict__ for k in cls.__mro__[:cls.__mro__.index(DomainPlugin)])
+        if isinstance(cls.__dict__.get("monitor"), property) or (declared and not isinstance(cls.monitor, str)):
+            return DomainPlugin.monitor  # computed per instance: the class cannot say
         return cls.monitor if declared or cls.task != "multiclass" else "accuracy"
 
     @classmethod
@@ -373,6 +376,7 @@ def import_plugin_module(ref: str) -> None:
     """Import a module (dotted name) or a ``.py`` file for the plugins it registers with ``@register_plugin``.
     A file is imported under its own name, not as ``__main__``: work it guards with
     ``if __name__ == "__main__":`` does not run again."""
+    import hashlib
     import importlib
     import importlib.util
     import sys
@@ -381,18 +385,27 @@ def import_plugin_module(ref: str) -> None:
     if ref.endswith(".py") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"plugin module file {ref!r} does not exist")
-        module_name = f"tlzoo_plugin_module_{path.stem}"
+        path = path.resolve()
+        # one module per file (two plug.py in different folders stay apart); a file imported before is not re-run
+        module_name = f"tlzoo_plugin_module_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        if module_name in sys.modules:
+            return
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise ConfigError(f"cannot import {ref!r} as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
+        sys.path.insert(0, str(path.parent))  # the script's own helper modules beside it
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
             raise ConfigError(f"importing plugin module {ref!r} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            sys.path.remove(str(path.parent))
         return
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:  # `tlzoo` is a console script: add the cwd
+        sys.path.append(str(Path.cwd()))
     try:
         importlib.import_module(ref)
     except ImportError as exc:

@@ -165,12 +165,19 @@ def _read_pair(source: Path, seed: int, test_fraction: float) -> tuple[Any, Any,
     if source.suffix.lower() == ".npz":
         return _read_npz(source, seed, test_fraction)
     if source.is_dir():
-        found = {part: sorted(p for p in source.iterdir() if p.suffix.lower() in SERIES_SUFFIXES
-                              and p.stem.upper().endswith(f"_{part}")) for part in ("TRAIN", "TEST")}
-        if len(found["TRAIN"]) != 1 or len(found["TEST"]) != 1:
-            raise DataError(f"{source} must hold one *_TRAIN and one *_TEST series file "
-                            f"({', '.join(SERIES_SUFFIXES)}); found {[p.name for p in found['TRAIN'] + found['TEST']]}")
-        train_path, test_path = found["TRAIN"][0], found["TEST"][0]
+        # the UEA archive keeps each set as .ts, .arff and .txt side by side: the first suffix with both parts
+        pairs = []
+        for suffix in SERIES_SUFFIXES:
+            found = {part: sorted(p for p in source.iterdir() if p.suffix.lower() == suffix
+                                  and p.stem.upper().endswith(f"_{part}")) for part in ("TRAIN", "TEST")}
+            if len(found["TRAIN"]) > 1 or len(found["TEST"]) > 1:
+                raise DataError(f"{source} holds several *_TRAIN or *_TEST {suffix} files "
+                                f"({[p.name for p in found['TRAIN'] + found['TEST']]}); name the TRAIN file")
+            if found["TRAIN"] and found["TEST"]:
+                pairs.append((found["TRAIN"][0], found["TEST"][0]))
+        if not pairs:
+            raise DataError(f"{source} holds no *_TRAIN / *_TEST pair of series files ({', '.join(SERIES_SUFFIXES)})")
+        train_path, test_path = pairs[0]
     else:
         stem = source.stem
         if not stem.upper().endswith("_TRAIN"):
@@ -196,6 +203,8 @@ def _read_npz(path: Path, seed: int, test_fraction: float) -> tuple[Any, Any, st
         x, y = z["X"], [str(v) for v in z["y"]]
         x = x[..., None] if x.ndim == 2 else x
         if "X_test" in z:
+            if "y_test" not in z:
+                raise DataError(f"{path.name} has X_test but no y_test (the test series' labels)")
             xt, yt = z["X_test"], [str(v) for v in z["y_test"]]
             xt = xt[..., None] if xt.ndim == 2 else xt
             return (list(x), list(y)), (list(xt), list(yt)), f"{path.name}: X / y and X_test / y_test"

@@ -137,6 +137,8 @@ def test_other_transformer_families_match_their_towers(family, save, pooled, blo
     assert sorted(n for g in groups for n in g.layers) == sorted(lyr.name for lyr in model.layers[1:])
     bigger, _, _ = build_backbone(f"keras_hub:{preset}", "imagenet", (48, 48, 3))  # position embeddings resampled
     assert bigger.output_shape == model.output_shape and np.isfinite(np.asarray(bigger(rng_images(1, 48)))).all()
+    for ids in (w for w in bigger.weights if "position_ids" in w.path):  # CLIP builds them as zeros
+        np.testing.assert_array_equal(np.asarray(ids).ravel(), np.arange(int(np.prod(ids.shape))))
     if family == "siglip":  # its head pools; the tokens, meaned, are the other choice
         mean, _, _ = build_backbone(f"keras_hub:{preset}", "imagenet", (SIZE, SIZE, 3), pooling="mean")
         assert mean.output_shape == (None, 16) and "head" not in [lyr.name for lyr in mean.layers]

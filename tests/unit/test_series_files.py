@@ -49,6 +49,9 @@ def test_ts_variable_length_multivariate_and_missing_values(tmp_path):
     ucr = tmp_path / "v_TRAIN.txt"
     ucr.write_text("1 0.1 0.2 0.3 NaN NaN\n2 0.5 0.4 0.3 0.2 0.1\n")
     assert list(read_series_file(ucr).lengths) == [3, 5]  # NaN padding at the end dropped
+    ucr.write_text("1 0.1 0.2\n2 NaN NaN\n")
+    with pytest.raises(DataError, match="v_TRAIN.txt:2: a series with no value"):
+        read_series_file(ucr)
 
 
 @pytest.mark.parametrize("header, row, message", [
@@ -103,7 +106,8 @@ def test_the_plugin_reads_the_official_split_pads_and_normalises(tmp_path):
     real = first[: int(np.flatnonzero(np.abs(first[:, 0]) > 0).max()) + 1]
     assert abs(real.mean()) < 1e-5 and abs(real.std() - 1) < 1e-4  # z-normalised, then zero-padded
     assert any("official split: toy_TRAIN.ts (12), toy_TEST.ts (6)" in n for n in data.notes)
-    folder = _plugin().read_data(str(tmp_path), seed=0)  # the folder holding both
+    (tmp_path / "toy_TRAIN.txt").write_text("a 1 2 3\n")  # the UEA layout: the same set in other formats too
+    folder = _plugin().read_data(str(tmp_path), seed=0)  # the folder: its .ts pair first
     np.testing.assert_array_equal(folder.test.x, data.test.x)
 
 

@@ -149,7 +149,9 @@ def _read_ucr_text(path: Path) -> SeriesFile:
         if len(fields) < 2:
             raise DataError(f"{path}:{number}: a label and no values (UCR text: the label first, then the series)")
         values = _floats(",".join(fields[1:]), path, number)
-        last = len(values) - int(np.argmax(~np.isnan(values[::-1]))) if np.isfinite(values).any() else 0
+        if not np.isfinite(values).any():
+            raise DataError(f"{path}:{number}: a series with no value (every value missing)")
+        last = len(values) - int(np.argmax(~np.isnan(values[::-1])))
         series.append(values[:last, None])  # NaN padding at the end of a shorter series dropped
         labels.append(_label_text(fields[0]))
     return SeriesFile(series, labels, str(path), {})

@@ -197,7 +197,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
             weights_view = inference_model(run.model)  # saves layer weights only, not the optimizer's
             ckpt = EpochCheckpoint(run.checkpoint_dir, weights_view) if run.checkpoint_dir else None
             resume = ckpt.record() if ckpt else None
-            trained_bn: dict[int, Any] = {}  # BatchNormalization layers some stage trained
+            trained_bn: dict[str, list[Any]] = {}  # per stage, the BatchNormalization layers it trained
             for i, stage in enumerate(run.schedule.stages, start=1):
                 if stage.epochs == 0 or (resume and i < resume["stage"]):  # stages an interrupted run finished
                     continue
@@ -221,7 +221,7 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
                     callbacks.append(ckpt.callback(i, optimizer, state, tmp / BEST_WEIGHTS, last_epoch=stage.epochs,
                                                    interval_s=cfg.checkpoint_interval if run.owns_checkpoints else 0))
                 with batchnorm.momentum_for_steps(run.model, stage_steps) as bn_layers:
-                    trained_bn.update({id(layer): layer for layer in bn_layers})
+                    trained_bn[stage.name] = bn_layers
                     _fit_stage(run, fit_model, stage_ds, val_ds, dist_data, stage, initial_epoch, callbacks)
                 if any([ext.after_stage(run, i, stage) for ext in exts]):
                     break
@@ -229,7 +229,8 @@ def adapt(config: AdaptConfig | None = None, *, checkpoint_dir: str | Path | Non
                 raise TrainingError(f"no epoch produced a finite {monitor}; nothing to keep")
             weights_view.load_weights(tmp / BEST_WEIGHTS)
             run.model = weights_view
-            resolved["batchnorm"] = _reestimate_batchnorm(run, list(trained_bn.values()))
+            # the BN layers of the stage the kept weights come from: the head was fitted against their statistics
+            resolved["batchnorm"] = _reestimate_batchnorm(run, trained_bn.get(state.get("best_stage"), []))
             for ext in exts:
                 ext.after_training(run)
             metrics = _evaluate_and_report(run)
@@ -395,7 +396,7 @@ def _compile_stage(run: Run, fit_model: Any, index: int, stage: Stage, steps: in
 def _reestimate_batchnorm(run: Run, layers: list[Any]) -> dict[str, Any]:
     """The statistics of the BN layers that trained, re-estimated on the weights kept (tlzoo/train/batchnorm.py)."""
     if not layers:
-        return {"reestimated": False, "why": "no stage trained BatchNormalization layers"}
+        return {"reestimated": False, "why": "the stage the kept weights come from trained no BatchNormalization"}
     if not run.cfg.batchnorm_reestimate:
         return {"reestimated": False, "why": "batchnorm_reestimate is off"}
     if run.dist.replicas > 1:

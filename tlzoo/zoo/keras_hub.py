@@ -115,10 +115,10 @@ def copy_weights(source: Any, target: Any) -> None:
         raise WeightsError(f"cannot copy {len(source.weights)} preset weights into {len(target.weights)}")
     for src, dst in zip(source.weights, target.weights):
         value = np.asarray(src.numpy())
-        if tuple(value.shape) == tuple(dst.shape):
+        if "position_ids" in src.path:  # 0..n-1 at the new size (CLIP builds them as zeros, its weights fill them)
+            dst.assign(np.arange(int(np.prod(dst.shape))).reshape(tuple(dst.shape)).astype(dst.dtype))
+        elif tuple(value.shape) == tuple(dst.shape):
             dst.assign(value)
-        elif "position_ids" in src.path:
-            continue
         elif "position" in src.path:
             dst.assign(resample_position_embedding(value, int(dst.shape[-2])))
         else:
@@ -208,7 +208,6 @@ def build_preset_backbone(preset: str, *, weights: Any = None, input_shape: Sequ
 
 def _build(preset: str, arch: str, load_weights: bool, shape: tuple[Any, ...], pooling: str | None,
            prefix_tokens: int) -> tuple[keras.Model, Path, str]:
-    path, source = resolve_preset(preset)
     if pooling is not None and pooling not in POOLINGS:
         raise ConfigError(f"backbone pooling must be one of {POOLINGS}, got {pooling!r}")
     if pooling == "map" and arch != "siglip":
@@ -216,6 +215,7 @@ def _build(preset: str, arch: str, load_weights: bool, shape: tuple[Any, ...], p
     if arch not in TOKEN_ARCHS and pooling not in (None, "mean"):
         raise ConfigError(f"{preset!r} is a CNN: its feature map is average-pooled by the head; pooling "
                           f"{pooling!r} applies to vision transformers")
+    path, source = resolve_preset(preset)  # after the checks above: a mistake costs no download
     encoder = encoder_at_size(path, arch, shape, load_weights)
     safe = Path(preset).name if Path(preset).name else "preset"
     scale, offset = converter_affine(path, preset)

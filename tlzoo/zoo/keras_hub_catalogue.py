@@ -139,7 +139,8 @@ def _offline() -> bool:
 
 
 def is_preset_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / "metadata.json").is_file()
+    """A preset directory has the backbone's config.json (KerasHub's file-by-file cache may lack metadata.json)."""
+    return (path / "config.json").is_file()
 
 
 def kaggle_cache_path(handle: str) -> Path | None:
@@ -188,17 +189,17 @@ def resolve_preset(preset: str) -> tuple[Path, str]:
     if is_local(preset):
         path = Path(preset).expanduser()
         if not path.is_dir() or not is_preset_dir(path):
-            raise WeightsError(f"KerasHub preset {preset!r}: {path} is not a preset directory (it needs config.json "
-                               f"and metadata.json, as written by save_to_preset)")
+            raise WeightsError(f"KerasHub preset {preset!r}: {path} is not a preset directory (no config.json, as "
+                               f"written by save_to_preset or a whole-preset download)")
         return path.resolve(), "local"
     for source, path in local_candidates(preset):
         if path.is_dir() and is_preset_dir(path):
             return path, source
     looked = ", ".join(str(p) for _, p in local_candidates(preset)) or "no mirror ($TLZOO_WEIGHTS_DIR unset)"
     target = f"$TLZOO_WEIGHTS_DIR/{SUBDIR}/{preset}/"
-    fix = (f"On a machine with network run `tlzoo weights fetch keras_hub:{preset}` (or keras_hub.models.Backbone"
-           f".from_preset({preset!r})) and copy the preset directory to {target}, or `tlzoo weights import DIR "
-           f"--backbone keras_hub:{preset}`, or pass the directory: --backbone keras_hub:/path/to/{preset}")
+    fix = (f"On a machine with network run `tlzoo weights fetch keras_hub:{preset}` (or download the whole preset: "
+           f"kagglehub.model_download(HANDLE)) and copy the preset directory to {target}, or `tlzoo weights import "
+           f"DIR --backbone keras_hub:{preset}`, or pass the directory: --backbone keras_hub:/path/to/{preset}")
     if _offline():
         raise WeightsError(f"KerasHub preset {preset!r} is not available offline ({ENV_OFFLINE}=1): looked in "
                            f"{looked}. {fix}")
