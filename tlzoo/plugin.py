@@ -76,9 +76,9 @@ class DomainPlugin:
     def resolved_monitor(cls) -> str:
         """The monitor the plugin declares, or when it declares none, the task's: ``accuracy`` for a multiclass
         plugin (the default metrics have no AUC for it), else ``auc``."""
+        if not isinstance(cls.monitor, str):  # a property computed per instance: the class cannot say
+            return DomainPlugin.monitor
         declared = any("monitor" in k.__dict__ for k in cls.__mro__[:cls.__mro__.index(DomainPlugin)])
-        if isinstance(cls.__dict__.get("monitor"), property) or (declared and not isinstance(cls.monitor, str)):
-            return DomainPlugin.monitor  # computed per instance: the class cannot say
         return cls.monitor if declared or cls.task != "multiclass" else "accuracy"
 
     @classmethod

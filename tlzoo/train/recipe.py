@@ -498,6 +498,9 @@ def load_model(path: Path) -> keras.Model:
     model's here."""
     import tlzoo.anomaly  # noqa: F401  (registers the anomaly model's layers)
     import tlzoo.zoo.hub  # noqa: F401  (registers HubLayer)
+    from tlzoo.plugin import discover_plugins
+
+    discover_plugins()  # every installed plugin's module: a head may use a plugin's own registered layers
 
     if _holds_keras_hub_layers(path):
         import tlzoo.zoo.keras_hub  # noqa: F401  (imports keras_hub, whose import registers its layers)
@@ -525,17 +528,7 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], keras.Model]:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / MODEL_FILE).is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a tlzoo run directory (no {CONFIG_FILE} / {MODEL_FILE})")
-    config = read_yaml(run_dir / CONFIG_FILE)
-    _import_run_plugin(config)
-    return config, load_model(run_dir / MODEL_FILE)
-
-
-def _import_run_plugin(config: dict[str, Any]) -> None:
-    """Import the run's plugin before its model loads: a head built from the plugin's own layers only
-    deserialises (in safe mode) once the plugin module has registered them."""
-    from tlzoo.plugin import discover_plugins
-
-    discover_plugins()  # imports every installed plugin's module (entry points)
+    return read_yaml(run_dir / CONFIG_FILE), load_model(run_dir / MODEL_FILE)
 
 
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test", batch_size: int = 64) -> dict[str, Any]:

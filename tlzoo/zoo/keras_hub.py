@@ -246,7 +246,3 @@ def build_keras_hub_backbone(spec: BackboneSpec, weights: str | None, shape: Seq
     versions = f"keras_hub {meta.get('keras_hub_version', '?')}, keras {meta.get('keras_version', '?')}"
     return model, ResolvedWeights(file=kw["preset"], path=str(path), source=source, sha256=digest,
                                   origin=f"{origin}; saved with {versions}")
-
-
-def find_token_pool(backbone: keras.Model) -> TokenPooling | None:
-    return next((layer for layer in backbone.layers if isinstance(layer, TokenPooling)), None)

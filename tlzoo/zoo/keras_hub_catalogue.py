@@ -163,12 +163,17 @@ def builtin_handle(preset: str) -> str | None:
     """The Kaggle handle KerasHub downloads ``preset`` from: the catalogue's, else KerasHub's registry."""
     if preset in _BY_PRESET:
         return _BY_PRESET[preset].handle
+    entry = _builtin_presets().get(preset)
+    return entry["kaggle_handle"] if entry else None
+
+
+def _builtin_presets() -> dict[str, Any]:
+    """KerasHub's own registry of presets (name -> handle and metadata); empty without keras_hub."""
     try:
         from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
     except ImportError:
-        return None
-    entry = BUILTIN_PRESETS.get(preset)
-    return entry["kaggle_handle"] if entry else None
+        return {}
+    return BUILTIN_PRESETS
 
 
 def local_candidates(preset: str) -> list[tuple[str, Path]]:
@@ -324,45 +329,24 @@ def spec_for_ref(ref: str) -> BackboneSpec:
     preset = ref[len(PREFIX):].strip()
     if not preset:
         raise ConfigError(f"backbone {ref!r}: give a KerasHub preset name or a preset directory after {PREFIX!r}")
-    if is_local(preset):
-        path, _ = resolve_preset(preset)
-        spec = _spec_from_preset_dir(ref, preset, path)
-    else:
+    if not is_local(preset):
         handle = builtin_handle(preset)
-        family = _builtin_family(preset)
+        family = (_builtin_presets().get(preset) or {}).get("metadata", {}).get("path")  # the model's folder
         if handle is not None and family is not None and family not in _IMAGE_FAMILIES:
             raise ConfigError(f"KerasHub preset {preset!r} is a {family} model, not an image backbone tlzoo can "
                               f"fine-tune; supported families: {', '.join(sorted(_IMAGE_FAMILIES))}")
         if handle is None:
             import difflib
 
-            known = sorted(_BY_PRESET) + _builtin_image_presets()
+            known = sorted(_BY_PRESET) + sorted(_builtin_presets())
             close = difflib.get_close_matches(preset, known, n=5, cutoff=0.5)
             raise ConfigError(f"unknown KerasHub preset {preset!r}"
                               + (f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else "")
                               + " (`tlzoo backbones 'keras_hub*'` lists the curated ones)")
-        path, _ = resolve_preset(preset)
-        spec = _spec_from_preset_dir(ref, preset, path)
-    _REF_SPECS[ref] = spec
+    path, _ = resolve_preset(preset)
+    spec = _REF_SPECS[ref] = _spec_from_preset_dir(ref, preset, path)
     return spec
 
 
-def _builtin_image_presets() -> list[str]:
-    try:
-        from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
-    except ImportError:
-        return []
-    return sorted(BUILTIN_PRESETS)
-
-
-# KerasHub's registry names each preset's model folder ("path"): the ones tlzoo builds
+# KerasHub's registry names each preset's model folder ("path" in its metadata): the ones tlzoo builds
 _IMAGE_FAMILIES = frozenset({"vit", "dinov2", "clip", "siglip", "resnet", "efficientnet", "mobilenet"})
-
-
-def _builtin_family(preset: str) -> str | None:
-    try:
-        from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
-    except ImportError:
-        return None
-    entry = BUILTIN_PRESETS.get(preset)
-    return entry["metadata"].get("path") if entry else None
