@@ -25,12 +25,13 @@ def calibrated_run(tmp_path_factory):
     os.environ.setdefault("TLZOO_WEIGHTS_DIR", str(shared_weights_dir()))
     root = tmp_path_factory.mktemp("calibration")
     data = write_opacity_npz(root / "scans.npz", n_train=96, n_val=64, n_test=64, size=32, contrast=60)
-    # pretrained (BN frozen): 12 steps give spread-out probabilities; a random-init CNN's BatchNorm
-    # statistics are far from settled after 12 steps, and its squeezed outputs make a vacuous parity test
+    # pretrained, 12 steps at 1e-3: test probabilities spread over 0.09-0.76 (ROC-AUC 0.97). At 1e-2 training
+    # diverges, the fitted temperature reaches its bound and squeezes every probability within 1e-4 of the
+    # threshold: a vacuous calibration test and a parity check decided by float noise
     result = adapt(fast_config(data=str(data), out=str(root / "run"), weights="imagenet",
                                plugin_options={"threshold": "sensitivity:0.9"},
                                schedule={"stages": [{"name": "all", "epochs": 4, "trainable": "all",
-                                                     "learning_rate": 1e-2}]}))
+                                                     "learning_rate": 1e-3}]}))
     return result
 
 
@@ -40,6 +41,7 @@ def test_run_records_calibration_and_threshold(calibrated_run) -> None:
     cal = m["calibration"]
     assert cal["method"] == "temperature" and cal["fitted_on"] == "val" and cal["temperature"] > 0
     assert cal["val"]["nll_after"] <= cal["val"]["nll_before"] + 1e-9  # fitted to minimise it there
+    assert m["test"]["roc_auc"] > 0.9  # a model that learned: its probabilities are spread out
     assert (run / "reliability.png").stat().st_size > 5000
     assert m["threshold_policy"] == "sensitivity:0.9" and m["val"]["sensitivity"] >= 0.9
     assert m["test"]["threshold"] == m["val"]["threshold"]

@@ -57,7 +57,9 @@ def test_operating_point_thresholds() -> None:
     p = np.clip(rng.normal(0.35 + 0.3 * y, 0.15), 0, 1)
     t = M.choose_threshold("sensitivity:0.95", y, p)
     sens = lambda thr: ((p >= thr) & (y == 1)).sum() / (y == 1).sum()  # noqa: E731
-    assert sens(t) >= 0.95 and sens(np.nextafter(t, 1) + 1e-9) < 0.95  # the highest such threshold
+    # the highest such threshold's decisions, set midway between the two validation scores it separates
+    assert sens(t) >= 0.95 and sens(np.nextafter(p[p >= t].min(), 1)) < 0.95
+    assert t == pytest.approx((p[p >= t].min() + p[p < t].max()) / 2)
     t = M.choose_threshold("fpr:0.01", y, p)
     assert ((p >= t) & (y == 0)).sum() / (y == 0).sum() <= 0.01
     cost = lambda thr, r: r * ((p < thr) & (y == 1)).sum() + ((p >= thr) & (y == 0)).sum()  # noqa: E731

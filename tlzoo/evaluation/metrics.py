@@ -9,22 +9,35 @@ from sklearn import metrics as skm
 from tlzoo.errors import ConfigError
 
 
+def midway(scores: np.ndarray, threshold: float) -> float:
+    """The middle of the gap in which ``threshold`` sits among the validation ``scores``: every
+    threshold in (highest score below it, lowest score at or above it] makes the same ``score >=
+    threshold`` decisions on them, and a threshold placed on a score itself would leave a sample that
+    scores the same (a duplicate image, a saturated probability) to the last bit another runtime
+    computes differently."""
+    s = np.unique(np.asarray(scores, np.float64).reshape(-1))
+    above, below = s[s >= threshold], s[s < threshold]
+    hi = above[0] if len(above) else max(float(threshold), 1.0)
+    return float((hi + (below[-1] if len(below) else 0.0)) / 2)
+
+
 def youden_threshold(y_true: np.ndarray, probs: np.ndarray) -> float:
     """The threshold maximising sensitivity + specificity - 1 (chosen on validation data)."""
     fpr, tpr, thr = skm.roc_curve(y_true, probs.reshape(-1))
     best = int(np.argmax(tpr - fpr))
-    return float(np.clip(thr[best], 1e-6, 1 - 1e-6))
+    return float(np.clip(midway(probs, thr[best]), 1e-6, 1 - 1e-6))
 
 
 def threshold_for_max_fpr(y_true: np.ndarray, probs: np.ndarray, max_fpr: float) -> float:
-    """The lowest threshold whose false-positive rate on (y_true, probs) stays within ``max_fpr``."""
+    """The lowest threshold whose false-positive rate on (y_true, probs) stays within ``max_fpr``
+    (set midway in its gap between validation scores, as every rule here)."""
     if not 0 <= max_fpr < 1:
         raise ConfigError(f"a maximum false-positive rate must be in [0, 1), got {max_fpr}")
     neg = np.sort(probs.reshape(-1)[y_true.reshape(-1) == 0])[::-1]
     k = int(np.floor(max_fpr * len(neg)))  # negatives allowed at or above the threshold
     if k >= len(neg):
-        return float(neg[-1])
-    return float(min(np.nextafter(neg[k], np.inf), 1.0))
+        return midway(probs, neg[-1])
+    return midway(probs, min(np.nextafter(neg[k], np.inf), 1.0))
 
 
 def threshold_for_sensitivity(y_true: np.ndarray, probs: np.ndarray, target: float) -> float:
@@ -33,7 +46,7 @@ def threshold_for_sensitivity(y_true: np.ndarray, probs: np.ndarray, target: flo
         raise ConfigError(f"a target sensitivity must be in (0, 1], got {target}")
     pos = np.sort(probs.reshape(-1)[y_true.reshape(-1) == 1])  # ascending
     k = int(np.ceil(target * len(pos)))  # positives that must score at or above the threshold
-    return float(pos[len(pos) - k])
+    return midway(probs, pos[len(pos) - k])
 
 
 def threshold_for_cost(y_true: np.ndarray, probs: np.ndarray, cost_ratio: float) -> float:
@@ -46,7 +59,7 @@ def threshold_for_cost(y_true: np.ndarray, probs: np.ndarray, cost_ratio: float)
     pos, neg = np.sort(p[y == 1]), np.sort(p[y == 0])
     fn = np.searchsorted(pos, candidates, side="left")  # positives scoring below each candidate
     fp = len(neg) - np.searchsorted(neg, candidates, side="left")  # negatives at or above it
-    return float(candidates[int(np.argmin(cost_ratio * fn + fp))])
+    return midway(p, candidates[int(np.argmin(cost_ratio * fn + fp))])
 
 
 POLICIES = {"sensitivity": threshold_for_sensitivity, "fpr": threshold_for_max_fpr, "cost": threshold_for_cost}
