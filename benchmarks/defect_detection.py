@@ -21,6 +21,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,8 +83,21 @@ def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
     return out
 
 
-def sweep_part(args: argparse.Namespace) -> list[dict]:
-    """Image ROC-AUC of the same protocol over input size, coreset ratio and feature levels (PatchCore API)."""
+VIEWS = {  # square images: the dihedral group's eight views, or its flips / quarter turns
+    "none": (lambda x: x,),
+    "flips": (lambda x: x, lambda x: x[:, :, ::-1], lambda x: x[:, ::-1], lambda x: x[:, ::-1, ::-1]),
+    "rot90": tuple((lambda x, k=k: np.rot90(x, k, axes=(1, 2))) for k in range(4)),
+    "d4": tuple((lambda x, k=k, f=f: np.rot90(x[:, :, ::-1] if f else x, k, axes=(1, 2)))
+                for f in (0, 1) for k in range(4)),
+}
+SWEEP_KEYS = {"size": 128, "ratio": 0.1, "levels": "", "nb": 3, "bank": "none", "tta": "none"}
+
+
+def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> list[dict]:
+    """Image ROC-AUC of the anomaly protocol over PatchCore's levers (PatchCore API): input size, coreset
+    ratio, feature levels, neighbourhood, the normal images' views in the bank (``bank``) and views averaged
+    at test time (``tta``, as DifferNet averages over rotations). Each setting: ``key=value,...`` of
+    SWEEP_KEYS, levels joined by ``+``. Appends to ``rows`` and calls ``save`` after each setting."""
     from sklearn.metrics import roc_auc_score
 
     from tlzoo.anomaly import PatchCore, PatchCoreConfig
@@ -92,20 +106,26 @@ def sweep_part(args: argparse.Namespace) -> list[dict]:
     labelled = read_labelled(args.magnetic)
     data, _ = anomaly_splits(labelled, normal_label(labelled), seed=0,
                              split_file=args.differnet_list if "differnet" in args.protocols else None)
-    rows = []
+    print(f"sweep on {len(data.train)} bank images, {len(data.test)} test images", flush=True)
     for spec in args.sweep:
-        size, ratio, levels = spec.split(":") if spec.count(":") == 2 else (*spec.split(":"), "")
+        if spec in {r.get("spec") for r in rows}:
+            continue  # measured in an earlier run of the sweep
+        s = {**SWEEP_KEYS, **dict(kv.split("=", 1) for kv in spec.split(",") if kv)}
         t0 = time.perf_counter()
-        pc = PatchCore(PatchCoreConfig(input_size=int(size), coreset_ratio=float(ratio),
-                                       levels=tuple(levels.split(",")) if levels else None)).fit(data.train.x)
+        bank_images = np.concatenate([view(data.train.x) for view in VIEWS[s["bank"]]])
+        pc = PatchCore(PatchCoreConfig(input_size=int(s["size"]), coreset_ratio=float(s["ratio"]),
+                                       neighbourhood=int(s["nb"]), max_bank_mb=2048,
+                                       levels=tuple(s["levels"].split("+")) if s["levels"] else None))
+        pc.fit(bank_images, verbose=False)
         t1 = time.perf_counter()
-        scores, _ = pc.score(data.test.x, batch_size=32)
-        rows.append({"input_size": int(size), "coreset_ratio": float(ratio),
-                     "levels": [lv["group"] for lv in pc.fit_info["levels"]],
+        scores = np.mean([pc.score(np.ascontiguousarray(view(data.test.x)), batch_size=32)[0]
+                          for view in VIEWS[s["tta"]]], axis=0)
+        rows.append({"spec": spec, **{k: s[k] for k in SWEEP_KEYS}, "levels": [lv["group"] for lv in pc.fit_info["levels"]],
                      "roc_auc": float(roc_auc_score(data.test.y, scores)), "bank_size": pc.fit_info["bank_size"],
-                     "fit_s": round(t1 - t0, 1),
+                     "n_test": len(data.test), "fit_s": round(t1 - t0, 1),
                      "ms_per_image": round(1000 * (time.perf_counter() - t1) / len(data.test), 2)})
         print("sweep", rows[-1], flush=True)
+        save()
     return rows
 
 
@@ -138,10 +158,24 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [k for k in ("anomaly", "classify") if k in results]
+    panels = [k for k in ("anomaly", "anomaly_sweep_differnet", "classify") if k in results]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
     for ax, key in zip(axes[0], panels):
         r = results[key]
+        if key == "anomaly_sweep_differnet":
+            rows = sorted(r, key=lambda row: row["roc_auc"])
+            labels = [", ".join(f"{k}={row[k]}" for k in SWEEP_KEYS if k != "levels" and row[k] != SWEEP_KEYS[k])
+                      + f"\n{'+'.join(row['levels'])}" for row in rows]
+            ax.barh(range(len(rows)), [row["roc_auc"] for row in rows], color="tab:blue")
+            ax.axvline(DIFFERNET_AUC, color="tab:red", ls="--", label=f"DifferNet {DIFFERNET_AUC}")
+            for i, row in enumerate(rows):
+                ax.text(row["roc_auc"] + 0.002, i, f"{row['roc_auc']:.3f}", va="center", fontsize=7)
+            ax.set(yticks=range(len(rows)), xlim=(0.85, 1.0), xlabel="image ROC-AUC")
+            ax.set_yticklabels(labels, fontsize=6)
+            ax.set_title(f"Magnetic tile, DifferNet split ({rows[0]['n_test']} test images): PatchCore levers",
+                         fontsize=9)
+            ax.legend(fontsize=7)
+            continue
         if key == "anomaly":
             names = ["MobileNetV2\nImageNet", "MobileNetV2\nrandom init", "DifferNet\n(published)"]
             vals = [r["imagenet"]["roc_auc"], r["scratch"]["roc_auc"], DIFFERNET_AUC]
@@ -165,8 +199,9 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", nargs="+", default=["anomaly", "classify"], choices=["anomaly", "classify", "sweep"])
-    p.add_argument("--sweep", nargs="+", default=["128:0.1", "128:0.25", "160:0.1", "128:0.1:block_3,block_12"],
-                   help="SIZE:CORESET_RATIO[:LEVELS] settings for --parts sweep")
+    p.add_argument("--sweep", nargs="+", default=["size=128", "levels=block_3+block_12", "nb=5", "size=224,ratio=0.03",
+                                                  "tta=flips", "bank=flips,ratio=0.025"],
+                   help="settings for --parts sweep: key=value,... (keys: " + ", ".join(SWEEP_KEYS) + ")")
     p.add_argument("--magnetic", default="magnetic_tile.npz")
     p.add_argument("--differnet-list", default="magnetic_tile_differnet_train.txt",
                    help="DifferNet's 761 training file names (read from $TLZOO_DATA_DIR)")
@@ -190,13 +225,20 @@ def main() -> None:
         results["anomaly"] = anomaly_part(runs, args)
         results["anomaly"]["settings"] = {"input_size": args.anomaly_size, "coreset_ratio": args.coreset_ratio}
     if "sweep" in args.parts:
-        results["anomaly_sweep"] = sweep_part(args)
+        split = "differnet" if "differnet" in args.protocols else "half"
+        sweep_part(args, results.setdefault(f"anomaly_sweep_{split}", []), lambda: write(results, out_json))
     if "classify" in args.parts:
         results["classify"] = classify_part(runs, args)
         results["classify"]["settings"] = {"input_size": args.classify_size, "epochs": args.epochs,
                                            "few_epochs": args.few_epochs}
+    write(results, out_json)
+
+
+def write(results: dict, out_json: Path) -> None:
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(results, indent=2) + "\n")
+    tmp = out_json.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out_json)
     plot(results, out_json.with_suffix(".png"))
     print(f"wrote {out_json} and {out_json.with_suffix('.png')}")
 

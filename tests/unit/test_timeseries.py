@@ -35,8 +35,11 @@ def test_backbone_any_length_and_groups(name):
 
 
 def test_window_shorter_than_receptive_field():
-    with pytest.raises(ConfigError, match="shorter than 'ts_inception'.*40"):
-        check_input_shape(get_backbone_spec("ts_inception"), (16, 3))
+    spec = get_backbone_spec("ts_inception")
+    with pytest.warns(UserWarning, match="shorter than 'ts_inception'.*40"):
+        check_input_shape(spec, (16, 3))
+    out = spec.builder(input_shape=(None, 3))(np.zeros((2, 16, 3), np.float32))  # it runs ('same' padding)
+    assert tuple(out.shape) == (2, 16, spec.feature_dim)
     check_input_shape(get_backbone_spec("ts_inception"), (1, 3))  # tabular mode: a single event
     check_input_shape(get_backbone_spec("ts_fcn"), (8, 3))
 

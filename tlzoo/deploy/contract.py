@@ -6,8 +6,8 @@ gray (1 channel), gray + alpha (2), RGB (3) or RGBA (4). Inside the graph, by th
 stream uses (``tlzoo.data.images``): alpha dropped; gray repeated into RGB, or RGB to gray by
 ITU-R 601-2 luma, rounded; a bilinear resize to the run's resolution, rounded to 0-255. Runners
 (``tlzoo.deploy.runners``) also take a gray batch ``[batch, height, width]``.
-Time-series plugins take ``float32`` series ``[batch, time, features]`` of any length (at least the
-backbone's receptive field), named ``series``; the model's own layers scale them as in training.
+Time-series plugins take ``float32`` series ``[batch, time, features]`` of any length, named
+``series``; the model's own layers scale them as in training.
 
 Outputs, by kind of model:
 

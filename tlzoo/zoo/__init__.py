@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tlzoo.errors import ConfigError
@@ -80,13 +81,15 @@ def check_input_shape(spec: BackboneSpec, input_shape: Sequence[int | None]) -> 
     elif spec.modality == "timeseries":
         if len(shape) != 2:
             raise ConfigError(f"input_shape {shape} for backbone {spec.name!r} must be (time, channels)")
-        # a single event (tabular mode) is a feature vector, not a window: kernels see only that event
+        # a single event (tabular mode) is a feature vector, not a window: kernels see only that event. A longer
+        # series shorter than the widest kernel still runs ('same' padding; InceptionTime's authors ran its
+        # 40-step kernels on ItalyPowerDemand's 24 steps), its widest filters partly over zeros: said, not refused
         if shape[0] is not None and 1 < shape[0] < spec.min_size:
-            raise ConfigError(
-                f"series of {shape[0]} steps are shorter than {spec.name!r}'s receptive field of "
-                f"{spec.min_size}; give series (or windows) of >= {spec.min_size} steps, single steps (tabular), "
-                f"or pick a backbone with a smaller field (ts_fcn / ts_resnet 8, ts_transformer 1)"
-            )
+            warnings.warn(
+                f"series of {shape[0]} steps are shorter than {spec.name!r}'s widest kernel / receptive field of "
+                f"{spec.min_size}: those filters partly see the zero padding; series (or windows) of >= "
+                f"{spec.min_size} steps, or a backbone with a smaller field (ts_fcn / ts_resnet 8, ts_transformer "
+                f"1), use every filter fully", UserWarning, stacklevel=2)
     return shape  # type: ignore[return-value]
 
 
