@@ -93,6 +93,15 @@ VIEWS = {  # square images: the dihedral group's eight views, or its flips / qua
 SWEEP_KEYS = {"size": 128, "ratio": 0.1, "levels": "", "nb": 3, "bank": "none", "tta": "none"}
 
 
+def sweep_setting(spec: str) -> dict:
+    """``size=224,ratio=0.01`` -> every SWEEP_KEYS value, typed as its default; an unknown key is refused."""
+    given = dict(kv.split("=", 1) for kv in spec.split(",") if kv)
+    unknown = sorted(set(given) - set(SWEEP_KEYS))
+    if unknown:
+        raise SystemExit(f"sweep setting {spec!r}: unknown key(s) {unknown}; keys: {list(SWEEP_KEYS)}")
+    return {**SWEEP_KEYS, **{k: type(SWEEP_KEYS[k])(v) for k, v in given.items()}}
+
+
 def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> list[dict]:
     """Image ROC-AUC of the anomaly protocol over PatchCore's levers (PatchCore API): input size, coreset
     ratio, feature levels, neighbourhood, the normal images' views in the bank (``bank``) and views averaged
@@ -110,7 +119,7 @@ def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> list[di
     for spec in args.sweep:
         if spec in {r.get("spec") for r in rows}:
             continue  # measured in an earlier run of the sweep
-        s = {**SWEEP_KEYS, **dict(kv.split("=", 1) for kv in spec.split(",") if kv)}
+        s = sweep_setting(spec)
         t0 = time.perf_counter()
         bank_images = np.concatenate([view(data.train.x) for view in VIEWS[s["bank"]]])
         pc = PatchCore(PatchCoreConfig(input_size=int(s["size"]), coreset_ratio=float(s["ratio"]),
@@ -120,7 +129,8 @@ def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> list[di
         t1 = time.perf_counter()
         scores = np.mean([pc.score(np.ascontiguousarray(view(data.test.x)), batch_size=32)[0]
                           for view in VIEWS[s["tta"]]], axis=0)
-        rows.append({"spec": spec, **{k: s[k] for k in SWEEP_KEYS}, "levels": [lv["group"] for lv in pc.fit_info["levels"]],
+        rows.append({"spec": spec, **{k: s[k] for k in SWEEP_KEYS},
+                     "levels": [lv["group"] for lv in pc.fit_info["levels"]],
                      "roc_auc": float(roc_auc_score(data.test.y, scores)), "bank_size": pc.fit_info["bank_size"],
                      "n_test": len(data.test), "fit_s": round(t1 - t0, 1),
                      "ms_per_image": round(1000 * (time.perf_counter() - t1) / len(data.test), 2)})
@@ -164,7 +174,8 @@ def plot(results: dict, path: Path) -> None:
         r = results[key]
         if key == "anomaly_sweep_differnet":
             rows = sorted(r, key=lambda row: row["roc_auc"])
-            labels = [", ".join(f"{k}={row[k]}" for k in SWEEP_KEYS if k != "levels" and row[k] != SWEEP_KEYS[k])
+            labels = [", ".join(f"{k}={row[k]}" for k in SWEEP_KEYS
+                                if k != "levels" and type(SWEEP_KEYS[k])(row[k]) != SWEEP_KEYS[k])
                       + f"\n{'+'.join(row['levels'])}" for row in rows]
             ax.barh(range(len(rows)), [row["roc_auc"] for row in rows], color="tab:blue")
             ax.axvline(DIFFERNET_AUC, color="tab:red", ls="--", label=f"DifferNet {DIFFERNET_AUC}")

@@ -11,8 +11,9 @@ early stopping on validation loss, z-normalisation per series and channel, up to
 50); each time-series backbone from scratch and after masked-value pretraining on the same TRAIN series
 (no labels, no test series), for each seed. Published figures: the mean test accuracy of hfawaz/dl-4-tsc's
 five FCN and ResNet runs (results/results-ucr-128.csv) and InceptionTime's ensemble
-(hfawaz/InceptionTime results-InceptionTime-128.csv); those runs trained on all of TRAIN with 1500 (FCN,
-ResNet) epochs and kept the epoch of lowest training loss. 1-NN DTW: full window, on the z-normalised
+(hfawaz/InceptionTime results-InceptionTime-128.csv); those runs trained on all of TRAIN (FCN 2000 epochs,
+ResNet and each of InceptionTime's five networks 1500, the learning rate halved on training-loss plateaus) and
+kept the checkpoint of lowest training loss. 1-NN DTW: full window, on the z-normalised
 series at their own lengths (dependent DTW for several channels), computed here.
 
     python benchmarks/ucr.py [--sets GunPoint ...] [--backbones ts_fcn ...] [--seeds 0 1 2]
@@ -133,7 +134,7 @@ def run_one(data: Path, backbone: str, seed: int, pretrained: bool, work: Path, 
               verbose=0)
     m = r.metrics
     row.update(accuracy=float(m["test"]["accuracy"]), macro_f1=m["test"].get("macro_f1"),
-               best_epoch=m.get("best_epoch"), n_train=m.get("n_train"), n_val=m.get("n_val"),
+               best_epoch=m.get("best_epoch"), n_train=m.get("n_train"), n_val=m["val"].get("n"),
                seconds=round(time.perf_counter() - t0, 1))
     return row
 
@@ -188,8 +189,8 @@ def main() -> int:
             print(f"{name}: 1-NN DTW {entry['one_nn_dtw']['accuracy']:.4f}", flush=True)
             save()
         done = {(r["backbone"], r["seed"], r["pretrained"]) for r in entry["runs"]}
-        for backbone in args.backbones:
-            for seed in args.seeds:
+        for seed in args.seeds:  # seed by seed: a stopped benchmark leaves whole seeds
+            for backbone in args.backbones:
                 for pretrained in (arm == "masked" for arm in args.arms):
                     if (backbone, seed, pretrained) in done:
                         continue

@@ -60,6 +60,11 @@ def test_operating_point_thresholds() -> None:
     # the highest such threshold's decisions, set midway between the two validation scores it separates
     assert sens(t) >= 0.95 and sens(np.nextafter(p[p >= t].min(), 1)) < 0.95
     assert t == pytest.approx((p[p >= t].min() + p[p < t].max()) / 2)
+    # one float32 step apart (saturated probabilities): no middle survives float32, the score itself is kept
+    sat = np.array([0.2, 1 - 2 ** -23, 1 - 2 ** -24], np.float32)
+    t_sat = M.choose_threshold("sensitivity:1", np.array([0, 0, 1]), sat)
+    assert ((sat >= np.float32(t_sat)) == [False, False, True]).all()
+    assert M.midway(np.array([-3.0, -1.0]), -3.0) == -3.0  # nothing below: the threshold stays
     t = M.choose_threshold("fpr:0.01", y, p)
     assert ((p >= t) & (y == 0)).sum() / (y == 0).sum() <= 0.01
     cost = lambda thr, r: r * ((p < thr) & (y == 1)).sum() + ((p >= thr) & (y == 0)).sum()  # noqa: E731

@@ -62,10 +62,9 @@ def _head_rule(task: str, k: int, policy: Any, threshold: float, n_val: Any, opt
     if kind == "fp_budget":
         x = str(options.get("fp_budget", "?"))
     how = _RULES[kind].format(x=x) if kind in _RULES else f"by the rule {str(policy)!r}"
-    if kind in _RULES:
-        how += " (placed midway between the two validation scores it separates)"
-    return (f"the decision threshold {threshold:.4g} was chosen on the validation split ({n_val} samples) {how}; "
-            f"chosen on {n_val} samples, it carries their sampling error: re-check it on data from where the "
+    where = "; it sits midway between the two validation scores it separates" if kind in _RULES else ""
+    return (f"the decision threshold {threshold:.4g} was chosen on the validation split ({n_val} samples) {how}"
+            f"{where}; chosen on {n_val} samples, it carries their sampling error: re-check it on data from where the "
             f"model is used")
 
 

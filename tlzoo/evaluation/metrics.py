@@ -14,11 +14,16 @@ def midway(scores: np.ndarray, threshold: float) -> float:
     threshold in (highest score below it, lowest score at or above it] makes the same ``score >=
     threshold`` decisions on them, and a threshold placed on a score itself would leave a sample that
     scores the same (a duplicate image, a saturated probability) to the last bit another runtime
-    computes differently."""
+    computes differently. Where the gap is too narrow for a middle that survives float32 (exported
+    models compare in float32), the lowest score at or above it, as before."""
     s = np.unique(np.asarray(scores, np.float64).reshape(-1))
     above, below = s[s >= threshold], s[s < threshold]
-    hi = above[0] if len(above) else max(float(threshold), 1.0)
-    return float((hi + (below[-1] if len(below) else 0.0)) / 2)
+    hi = float(above[0]) if len(above) else max(float(threshold), 1.0)
+    lo = float(below[-1]) if len(below) else min(0.0, hi)
+    mid = lo + (hi - lo) / 2
+    if lo < mid <= hi and np.float32(lo) < np.float32(mid) <= np.float32(hi):
+        return mid
+    return hi if len(above) else float(threshold)
 
 
 def youden_threshold(y_true: np.ndarray, probs: np.ndarray) -> float:
