@@ -102,7 +102,7 @@ def sweep_setting(spec: str) -> dict:
     return {**SWEEP_KEYS, **{k: type(SWEEP_KEYS[k])(v) for k, v in given.items()}}
 
 
-def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> list[dict]:
+def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> None:
     """Image ROC-AUC of the anomaly protocol over PatchCore's levers (PatchCore API): input size, coreset
     ratio, feature levels, neighbourhood, the normal images' views in the bank (``bank``) and views averaged
     at test time (``tta``, as DifferNet averages over rotations). Each setting: ``key=value,...`` of
@@ -122,8 +122,8 @@ def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> list[di
         s = sweep_setting(spec)
         t0 = time.perf_counter()
         bank_images = np.concatenate([view(data.train.x) for view in VIEWS[s["bank"]]])
-        pc = PatchCore(PatchCoreConfig(input_size=int(s["size"]), coreset_ratio=float(s["ratio"]),
-                                       neighbourhood=int(s["nb"]), max_bank_mb=2048,
+        pc = PatchCore(PatchCoreConfig(input_size=s["size"], coreset_ratio=s["ratio"], neighbourhood=s["nb"],
+                                       max_bank_mb=2048,
                                        levels=tuple(s["levels"].split("+")) if s["levels"] else None))
         pc.fit(bank_images, verbose=False)
         t1 = time.perf_counter()
@@ -136,7 +136,6 @@ def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> list[di
                      "ms_per_image": round(1000 * (time.perf_counter() - t1) / len(data.test), 2)})
         print("sweep", rows[-1], flush=True)
         save()
-    return rows
 
 
 def classify_part(runs: Path, args: argparse.Namespace) -> dict:
@@ -174,8 +173,7 @@ def plot(results: dict, path: Path) -> None:
         r = results[key]
         if key == "anomaly_sweep_differnet":
             rows = sorted(r, key=lambda row: row["roc_auc"])
-            labels = [", ".join(f"{k}={row[k]}" for k in SWEEP_KEYS
-                                if k != "levels" and type(SWEEP_KEYS[k])(row[k]) != SWEEP_KEYS[k])
+            labels = [", ".join(f"{k}={row[k]}" for k in SWEEP_KEYS if k != "levels" and row[k] != SWEEP_KEYS[k])
                       + f"\n{'+'.join(row['levels'])}" for row in rows]
             ax.barh(range(len(rows)), [row["roc_auc"] for row in rows], color="tab:blue")
             ax.axvline(DIFFERNET_AUC, color="tab:red", ls="--", label=f"DifferNet {DIFFERNET_AUC}")

@@ -94,26 +94,17 @@ def dtw_distances(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     return np.sqrt(result)
 
 
-def one_nn_dtw(root: Path, name: str) -> dict:
-    """1-NN DTW test accuracy on the official split, series z-normalised per channel at their own lengths."""
-    from tlzoo.data.series_files import read_series_file
+def one_nn_dtw(data: Path) -> dict:
+    """1-NN DTW test accuracy on the official split, on the series as the plugin prepares them (z-normalised per
+    channel) at their own lengths."""
+    from tlzoo.plugin import get_plugin
 
-    train_path = train_file(root, name)
-    test_path = train_path.with_name(train_path.name.replace("_TRAIN", "_TEST"))
-    if not test_path.is_file():
-        test_path = next(train_path.parent.glob(f"{name}_TEST.*"))
-    tr, te = read_series_file(train_path), read_series_file(test_path)
-
-    def znorm(s: np.ndarray) -> np.ndarray:
-        s = np.asarray(s, np.float64)
-        sd = s.std(0)
-        return (s - s.mean(0)) / np.where(sd > 1e-8, sd, 1.0)
-
+    (train, train_y), (test, test_y), _ = get_plugin("timeseries-classification").read_series(str(data))
     t0 = time.perf_counter()
-    d = dtw_distances([znorm(s) for s in te.series], [znorm(s) for s in tr.series])
-    pred = np.asarray(tr.labels)[d.argmin(1)]
-    return {"accuracy": float(np.mean(pred == np.asarray(te.labels))), "n_train": len(tr.series),
-            "n_test": len(te.series), "seconds": round(time.perf_counter() - t0, 1)}
+    d = dtw_distances(test, train)
+    pred = np.asarray(train_y)[d.argmin(1)]
+    return {"accuracy": float(np.mean(pred == np.asarray(test_y))), "n_train": len(train), "n_test": len(test),
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -185,7 +176,7 @@ def main() -> int:
         data = train_file(root, name)
         entry = results["sets"].setdefault(name, {"runs": []})
         if "one_nn_dtw" not in entry:
-            entry["one_nn_dtw"] = one_nn_dtw(root, name)
+            entry["one_nn_dtw"] = one_nn_dtw(data)
             print(f"{name}: 1-NN DTW {entry['one_nn_dtw']['accuracy']:.4f}", flush=True)
             save()
         done = {(r["backbone"], r["seed"], r["pretrained"]) for r in entry["runs"]}

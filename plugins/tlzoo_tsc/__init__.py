@@ -69,18 +69,8 @@ class TimeSeriesClassificationPlugin(DomainPlugin):
         if o["length"] not in ("pad", "equal") or o["missing"] not in ("refuse", "zero"):
             raise ConfigError(f"length must be 'pad' or 'equal' and missing 'refuse' or 'zero'; got "
                               f"{o['length']!r}, {o['missing']!r}")
-        (train_x, train_y), (test_x, test_y), where = _read_pair(Path(source), seed, float(o["test_fraction"]))
+        (train, train_y), (test, test_y), where = self.read_series(source, seed=seed)
         classes = sorted(set(train_y), key=_class_order)
-        unknown = sorted(set(test_y) - set(classes), key=_class_order)
-        if unknown:
-            raise DataError(f"class(es) {unknown} appear in the test series only; the training series have "
-                            f"{classes}")
-        channels = {s.shape[1] for s in train_x}
-        if len(channels) != 1 or {s.shape[1] for s in test_x} != channels:
-            raise DataError(f"every series needs the same channels: training series have {sorted(channels)}, test "
-                            f"series {sorted({s.shape[1] for s in test_x})}")
-        train = [self._prepare(s, "train", i) for i, s in enumerate(train_x)]
-        test = [self._prepare(s, "test", i) for i, s in enumerate(test_x)]
         lengths = sorted({len(s) for s in train + test})
         if len(lengths) > 1 and o["length"] == "equal":
             raise DataError(f"series lengths differ ({lengths[0]} to {lengths[-1]}); pad them (length: pad) or "
@@ -103,6 +93,24 @@ class TimeSeriesClassificationPlugin(DomainPlugin):
         return DataSplits(full.take(fit_idx), full.take(val_idx),
                           Split(_pad(test, longest), np.array([index[c] for c in test_y])),
                           [str(c) for c in classes], source, notes)
+
+    def read_series(self, source: str, *, seed: int = 0) -> tuple[Any, Any, str]:
+        """((training series, labels), (test series, labels), where they came from): each series checked and
+        prepared as the model sees it (z-normalised, missing values handled) at its own length, unpadded."""
+        (train_x, train_y), (test_x, test_y), where = _read_pair(Path(source), seed,
+                                                                 float(self.options["test_fraction"]))
+        classes = sorted(set(train_y), key=_class_order)
+        unknown = sorted(set(test_y) - set(classes), key=_class_order)
+        if unknown:
+            raise DataError(f"class(es) {unknown} appear in the test series only; the training series have "
+                            f"{classes}")
+        channels = {s.shape[1] for s in train_x}
+        if len(channels) != 1 or {s.shape[1] for s in test_x} != channels:
+            raise DataError(f"every series needs the same channels: training series have {sorted(channels)}, test "
+                            f"series {sorted({s.shape[1] for s in test_x})}")
+        train = [self._prepare(s, "train", i) for i, s in enumerate(train_x)]
+        test = [self._prepare(s, "test", i) for i, s in enumerate(test_x)]
+        return (train, train_y), (test, test_y), where
 
     def _prepare(self, s: np.ndarray, split: str, i: int) -> np.ndarray:
         s = np.asarray(s, np.float32)
