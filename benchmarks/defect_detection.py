@@ -83,33 +83,32 @@ def anomaly_part(runs: Path, args: argparse.Namespace) -> dict:
     return out
 
 
-VIEWS = {  # square images: the dihedral group's eight views, or its flips / quarter turns
-    "none": (lambda x: x,),
-    "flips": (lambda x: x, lambda x: x[:, :, ::-1], lambda x: x[:, ::-1], lambda x: x[:, ::-1, ::-1]),
-    "rot90": tuple((lambda x, k=k: np.rot90(x, k, axes=(1, 2))) for k in range(4)),
-    "d4": tuple((lambda x, k=k, f=f: np.rot90(x[:, :, ::-1] if f else x, k, axes=(1, 2)))
-                for f in (0, 1) for k in range(4)),
-}
 SWEEP_KEYS = {"size": 128, "ratio": 0.1, "levels": "", "nb": 3, "bank": "none", "tta": "none"}
 
 
 def sweep_setting(spec: str) -> dict:
-    """``size=224,ratio=0.01`` -> every SWEEP_KEYS value, typed as its default; an unknown key is refused."""
+    """``size=224,ratio=0.01`` -> every SWEEP_KEYS value, typed as its default; an unknown key, or views at
+    test time that the bank lacks (other than none in the bank: the study of test-time views alone), is
+    refused."""
     given = dict(kv.split("=", 1) for kv in spec.split(",") if kv)
     unknown = sorted(set(given) - set(SWEEP_KEYS))
     if unknown:
         raise SystemExit(f"sweep setting {spec!r}: unknown key(s) {unknown}; keys: {list(SWEEP_KEYS)}")
-    return {**SWEEP_KEYS, **{k: type(SWEEP_KEYS[k])(v) for k, v in given.items()}}
+    s = {**SWEEP_KEYS, **{k: type(SWEEP_KEYS[k])(v) for k, v in given.items()}}
+    if s["tta"] != s["bank"] and s["bank"] != "none":
+        raise SystemExit(f"sweep setting {spec!r}: tta must be the bank's views ({s['bank']}) when the bank has views")
+    return s
 
 
 def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> None:
     """Image ROC-AUC of the anomaly protocol over PatchCore's levers (PatchCore API): input size, coreset
-    ratio, feature levels, neighbourhood, the normal images' views in the bank (``bank``) and views averaged
-    at test time (``tta``, as DifferNet averages over rotations). Each setting: ``key=value,...`` of
-    SWEEP_KEYS, levels joined by ``+``. Appends to ``rows`` and calls ``save`` after each setting."""
+    ratio, feature levels, neighbourhood, the normal images' views in the bank (``bank``: PatchCore's
+    ``views``, averaged at scoring too) or, with none in the bank, views averaged at test time only (``tta``,
+    as DifferNet averages over rotations). Each setting: ``key=value,...`` of SWEEP_KEYS, levels joined by
+    ``+``. Appends to ``rows`` and calls ``save`` after each setting."""
     from sklearn.metrics import roc_auc_score
 
-    from tlzoo.anomaly import PatchCore, PatchCoreConfig
+    from tlzoo.anomaly import VIEWS, PatchCore, PatchCoreConfig
     from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     labelled = read_labelled(args.magnetic)
@@ -121,14 +120,17 @@ def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> None:
             continue  # measured in an earlier run of the sweep
         s = sweep_setting(spec)
         t0 = time.perf_counter()
-        bank_images = np.concatenate([view(data.train.x) for view in VIEWS[s["bank"]]])
         pc = PatchCore(PatchCoreConfig(input_size=s["size"], coreset_ratio=s["ratio"], neighbourhood=s["nb"],
-                                       max_bank_mb=2048,
+                                       views=s["bank"], max_bank_mb=2048,
                                        levels=tuple(s["levels"].split("+")) if s["levels"] else None))
-        pc.fit(bank_images, verbose=False)
+        pc.fit(data.train.x, verbose=False)
         t1 = time.perf_counter()
-        scores = np.mean([pc.score(np.ascontiguousarray(view(data.test.x)), batch_size=32)[0]
-                          for view in VIEWS[s["tta"]]], axis=0)
+        if s["tta"] == s["bank"]:  # the product's path: the scoring model averages over the views itself
+            scores = pc.score(data.test.x, batch_size=32)[0]
+        else:  # views of the (square) test images, against a bank without them
+            scores = np.mean([pc.score(np.ascontiguousarray(np.rot90(data.test.x[:, :, ::-1] if mirror else
+                                                                     data.test.x, turns, axes=(1, 2))),
+                                       batch_size=32)[0] for turns, mirror in VIEWS[s["tta"]]], axis=0)
         rows.append({"spec": spec, **{k: s[k] for k in SWEEP_KEYS},
                      "levels": [lv["group"] for lv in pc.fit_info["levels"]],
                      "roc_auc": float(roc_auc_score(data.test.y, scores)), "bank_size": pc.fit_info["bank_size"],

@@ -79,6 +79,8 @@ class DefectDetectionPlugin(DomainPlugin):
         "coreset_size": 0,  # 0: coreset_ratio decides
         "max_bank_mb": 256.0,
         "levels": "",  # comma-separated layer groups; "": the last groups at output strides 8 and 16
+        "neighbourhood": 3,  # side of the patch neighbourhood each feature is averaged over
+        "views": "none",  # none | flips | rot90 | d4: each normal image's views in the bank, averaged at scoring
         "anomaly_input_size": 128,
         "heatmaps": 8,
     }

@@ -66,6 +66,7 @@ def run_anomaly(cfg: Any, plugin: Any) -> Any:
     pc_config = PatchCoreConfig(
         backbone=backbone_name, weights=cfg.weights, input_size=input_size,
         levels=tuple(str(o["levels"]).split(",")) if o["levels"] else None,
+        neighbourhood=int(o["neighbourhood"]), views=str(o["views"]),
         coreset_ratio=float(o["coreset_ratio"]), coreset_size=int(o["coreset_size"]) if o["coreset_size"] else None,
         max_bank_mb=float(o["max_bank_mb"]), batch_size=cfg.batch_size, seed=cfg.seed)
 
@@ -181,7 +182,9 @@ def _write_report(path: Path, config: dict[str, Any], metrics: dict[str, Any], f
         f"# Anomaly run: {settings['plugin']} on {config['data']['source']}", "",
         f"PatchCore on `{config['backbone']['name']}` ({config['weights'].get('source', settings['weights'])} "
         f"weights), levels {', '.join(lv['group'] for lv in bank['levels'])}, input {settings['input_size']} px, "
-        f"patch grid {bank['grid'][0]}x{bank['grid'][1]}.", "",
+        f"patch grid {bank['grid'][0]}x{bank['grid'][1]}"
+        + (f"; views {bank['views']} (in the bank, and averaged at scoring)" if bank.get("views", "none") != "none"
+           else "") + ".", "",
         "| figure | value |", "|---|---|",
         f"| image ROC-AUC (test) | {t['roc_auc']:.4f} |",
         f"| threshold (<= {t['max_false_alarm']:g} false alarms on {metrics['val']['n']} held-out normals) "

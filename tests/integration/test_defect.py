@@ -33,10 +33,11 @@ def anomaly_config(data: Path, out: Path, **options):
 
 @pytest.fixture(scope="module")
 def anomaly_run(tiles_npz: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One anomaly run for the module's tests, which only read it."""
+    """One anomaly run for the module's tests, which only read it: with quarter-turn views (each in the bank
+    and averaged at scoring), so the exports carry the view ops (turns are transposes and reversals)."""
     import tlzoo
 
-    return tlzoo.adapt(anomaly_config(tiles_npz, tmp_path_factory.mktemp("anomaly") / "run"))
+    return tlzoo.adapt(anomaly_config(tiles_npz, tmp_path_factory.mktemp("anomaly") / "run", views="rot90"))
 
 
 def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path):
@@ -55,12 +56,13 @@ def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path)
     assert m["val"]["false_alarm_rate"] <= 0.05
     assert m["test"]["roc_auc"] > 0.95 and m["test"]["recall"] > 0.8
     assert set(m["test"]["per_type_recall"]) == {"spot", "spot2"}
-    assert m["bank"]["bank_size"] == round(0.2 * 60 * 8 * 8)
+    assert m["bank"]["bank_size"] == round(0.2 * 60 * 4 * 8 * 8) and m["bank"]["views"] == "rot90"
     report = (run / "report.md").read_text()
     pngs = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert "heatmaps.png" in pngs and sum(p.startswith("heatmaps/") for p in pngs) == 3
     assert all((run / p).is_file() for p in pngs)
     cfg = (run / "config.yaml").read_text()
+    assert "views rot90 (in the bank, and averaged at scoring)" in report
     assert "recipe: anomaly/patchcore" in cfg and "fingerprint:" in cfg and "normal_class: good" in cfg
     assert "  task: binary" in cfg
 
@@ -74,8 +76,8 @@ def test_anomaly_run_directory_and_onnx_export(anomaly_run, tiles_npz, tmp_path)
 
     assert evaluate(run)["roc_auc"] == pytest.approx(m["test"]["roc_auc"], abs=1e-6)  # `tlzoo evaluate` works too
 
-    exp = tlzoo.export(run, formats=["savedmodel", "onnx", "openvino"], out=tmp_path / "export", verbose=0)
-    for fmt in ("savedmodel", "onnx", "openvino"):
+    exp = tlzoo.export(run, formats=["savedmodel", "onnx", "openvino", "tflite"], out=tmp_path / "export", verbose=0)
+    for fmt in ("savedmodel", "onnx", "openvino", "tflite"):
         assert exp.parity[fmt]["passed"] and exp.parity[fmt]["max_abs_diff"] <= 1e-4
         assert all(c[f"{MAP_OUTPUT}_max_abs_diff"] <= 1e-4 for c in exp.parity[fmt]["cases"].values())
     info = json.loads((tmp_path / "export" / "export.json").read_text())

@@ -95,6 +95,38 @@ def test_patchcore_finds_and_locates_defects():
     np.testing.assert_allclose(scores, maps.reshape(60, -1).max(1), rtol=0, atol=0.5)  # map ~ upsampled patch scores
 
 
+def test_views_make_scores_invariant_to_the_views_and_turn_maps_back():
+    """With every flip in the bank and averaged at scoring, a flipped image scores as the image itself and
+    its map is the image's map flipped; likewise for quarter turns. Each view's patch grid is turned back
+    before the maps are averaged (else a mirrored view's hot spot would land on the wrong side)."""
+    from tlzoo.anomaly.patchcore import VIEWS, DihedralView
+
+    x = np.arange(2 * 6 * 6 * 1, dtype=np.float32).reshape(2, 6, 6, 1)
+    for turns, mirror in VIEWS["d4"]:  # each view undone by its inverse, on images and on patch grids
+        seen = DihedralView(turns, mirror)(x)
+        np.testing.assert_array_equal(DihedralView(turns, mirror, inverse=True)(seen), x)
+        np.testing.assert_array_equal(DihedralView(turns, mirror, inverse=True)(seen[..., 0]), x[..., 0])
+    np.testing.assert_array_equal(DihedralView(2, True)(x), x[:, ::-1])  # "flips": up-down as its third view
+
+    good, _ = textures(24, seed=1)
+    bad, centres = textures(6, defect=True, seed=4)
+    plain = small_pc().fit(good, verbose=False)
+    for views, moved in (("flips", bad[:, :, ::-1]), ("rot90", np.rot90(bad, 1, axes=(1, 2)))):
+        pc = small_pc(views=views).fit(good, verbose=False)
+        assert pc.fit_info["views"] == views and pc.fit_info["patches"] == 4 * 24 * 8 * 8
+        assert pc.fit_info["bank_size"] == 0.25 * 4 * 24 * 8 * 8
+        scores, maps = pc.score(bad)
+        moved_scores, moved_maps = pc.score(np.ascontiguousarray(moved))
+        np.testing.assert_allclose(moved_scores, scores, rtol=1e-4)
+        expected = maps[:, :, ::-1] if views == "flips" else np.rot90(maps, 1, axes=(1, 2))
+        np.testing.assert_allclose(moved_maps, expected, rtol=1e-4, atol=1e-4)
+        at_spot = maps[np.arange(6), centres[:, 0], centres[:, 1]]
+        assert (at_spot > np.median(maps.reshape(6, -1), axis=1)).all()  # still hot where the defect is
+    assert not np.allclose(plain.score(bad[:, :, ::-1])[0], plain.score(bad)[0], rtol=1e-4)  # without views: not
+    with pytest.raises(ConfigError, match=r"views must be one of \['none', 'flips', 'rot90', 'd4'\], got 'spin'"):
+        small_pc(views="spin")
+
+
 def test_levels_default_to_strides_8_and_16_of_the_registry_groups():
     from tlzoo.anomaly import feature_levels
     from tlzoo.zoo import build_backbone

@@ -1,5 +1,6 @@
 """Anomaly detection from pretrained features, fitted on normal (defect-free) images only."""
 from tlzoo.anomaly.patchcore import (
+    VIEWS,
     PatchCore,
     PatchCoreConfig,
     false_alarm_threshold,
@@ -7,4 +8,4 @@ from tlzoo.anomaly.patchcore import (
     greedy_coreset,
 )
 
-__all__ = ["PatchCore", "PatchCoreConfig", "false_alarm_threshold", "feature_levels", "greedy_coreset"]
+__all__ = ["VIEWS", "PatchCore", "PatchCoreConfig", "false_alarm_threshold", "feature_levels", "greedy_coreset"]
