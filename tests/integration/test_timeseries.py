@@ -98,6 +98,20 @@ def test_contrastive_pretraining_and_channel_mismatch(tmp_path, home):
 # ---------------------------------------------------------------- timeseries-classification
 
 
+def test_supervised_pretraining_on_three_classes_is_a_softmax_cross_entropy(tmp_path, home):
+    """``pretrain --objective supervised`` on three classes: a softmax and sparse categorical cross-entropy
+    (binary cross-entropy on labels 0, 1, 2 was trained silently before), recorded in the entry's lineage."""
+    from timeseries_support import shapes_ts
+    from tlzoo.zoo.pretrain import pretrain
+
+    train = shapes_ts(tmp_path / "data", n_train=60)
+    p = pretrain(plugin="timeseries-classification", data=str(train), name="shapes_sup", backbone="ts_fcn",
+                 objective="supervised", epochs=6, batch_size=16, learning_rate=3e-3, verbose=0)
+    assert p.lineage["loss"] == "sparse_categorical_crossentropy" and p.lineage["classes"] == 3
+    assert 0.7 < p.history[0] < 1.6  # about ln 3 = 1.10 for a near-uniform first guess over three classes
+    assert p.history[-1] < 0.8 * p.history[0]
+
+
 def test_series_classification_adapt_export_verify_any_length(tmp_path):
     """The first-party classification plugin on a UCR-style .ts pair of variable-length series, through the
     command line: adapt -> export ONNX -> verify; the exported model takes series of other lengths."""

@@ -68,3 +68,54 @@ def test_youden_threshold_is_chosen_on_validation():
 
 def test_thirdparty_plugin_is_absent_without_its_package(scans_npz):
     assert "toy-scans" not in list_plugins()
+
+
+def test_a_multiclass_plugin_that_declares_no_monitor_keeps_its_best_accuracy():
+    """The default monitor, auc, is not among a multiclass plugin's default metrics: such a plugin trained
+    every epoch and then failed ("no epoch produced a finite val_auc"). Declared monitors are kept."""
+    @register_plugin
+    class Gestures(DomainPlugin):
+        name = "test-gestures"
+        task = "multiclass"
+
+    @register_plugin
+    class GesturesAuc(Gestures):
+        name = "test-gestures-auc"
+        monitor = "auc"
+
+    try:
+        assert Gestures.resolved_monitor() == "accuracy" and get_plugin("test-gestures").monitor == "accuracy"
+        assert get_plugin("test-gestures").describe()["monitor"] == "accuracy"
+        assert GesturesAuc.resolved_monitor() == "auc"  # declared: kept, and checked against metrics() by adapt
+        assert get_plugin("medical-imaging").monitor == "auc"  # binary
+    finally:
+        PLUGINS.unregister("test-gestures")
+        PLUGINS.unregister("test-gestures-auc")
+
+
+def test_defect_classification_on_two_classes_gets_its_roc_auc():
+    """defect-detection's classify mode is multiclass; on two defect types the model's two-column softmax
+    crashed the end of the run ("y should be a 1d array, got an array of shape (150, 2)")."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 75)
+    p1 = np.clip(y * 0.6 + rng.uniform(0, 0.4, 150), 0, 1)
+    m = get_plugin("defect-detection").evaluate(y, np.stack([1 - p1, p1], axis=1))
+    assert m["accuracy"] == pytest.approx(((p1 >= 0.5) == y).mean()) and m["roc_auc_ovr"] == pytest.approx(1.0)
+
+
+def test_the_example_package_installs_without_an_index_and_the_guide_names_what_the_card_reads():
+    """tlzoo is on no package index: the example plugin package must not list it (pip could not resolve
+    it). Every plugin attribute the model card reads is in the README's plugin guide."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "tests/thirdparty_plugin/pyproject.toml").read_text())["project"]
+    assert not [d for d in project.get("dependencies", []) if re.match(r"tlzoo\b", d)], project["dependencies"]
+    card = (root / "tlzoo/deploy/card.py").read_text()
+    read = set(re.findall(r"getattr\(plugin, \"(\w+)\"", card)) - {"plugin"}  # "plugin": a multi-task wrapper's
+    assert {"intended_use", "limitations"} <= read
+    readme = (root / "README.md").read_text()
+    guide = readme[readme.index("## Writing a plugin"):readme.index("## Writing an extension")]
+    assert [a for a in sorted(read) if f"`{a}`" not in guide] == []

@@ -36,8 +36,9 @@ def test_backbone_any_length_and_groups(name):
 
 def test_window_shorter_than_receptive_field():
     spec = get_backbone_spec("ts_inception")
-    with pytest.warns(UserWarning, match="shorter than 'ts_inception'.*40"):
+    with pytest.warns(UserWarning, match="shorter than 'ts_inception'.*40") as said:
         check_input_shape(spec, (16, 3))
+    assert "window" not in str(said[0].message).replace("(or windows)", "")  # no other plugin's option named
     out = spec.builder(input_shape=(None, 3))(np.zeros((2, 16, 3), np.float32))  # it runs ('same' padding)
     assert tuple(out.shape) == (2, 16, spec.feature_dim)
     check_input_shape(get_backbone_spec("ts_inception"), (1, 3))  # tabular mode: a single event

@@ -136,6 +136,7 @@ def pretrain(config: PretrainConfig | None = None, **kwargs: Any) -> PretrainRes
     say = print if cfg.verbose else (lambda *a, **k: None)
     say(f"pretraining {cfg.backbone} ({cfg.objective}) on {len(xs)} windows of shape {list(xs.shape[1:])} "
         f"from {splits.source}, {cfg.epochs} epochs", flush=True)
+    objective_detail: dict[str, Any] = {}  # supervised: the loss and the number of classes
     if cfg.objective == "masked":
         inp = keras.Input((None, channels))
         model = keras.Model(inp, keras.layers.Dense(channels, name="decoder")(backbone(inp)))
@@ -185,6 +186,7 @@ def pretrain(config: PretrainConfig | None = None, **kwargs: Any) -> PretrainRes
             out, loss = keras.layers.Dense(classes, activation="softmax")(pooled), "sparse_categorical_crossentropy"
         model = keras.Model(inp, out)
         model.compile(optimizer=optimizer, loss=loss)
+        objective_detail = {"loss": loss, "classes": classes}
         h = model.fit(xs, y, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=0)
         history = [float(v) for v in h.history["loss"]]
     if not all(np.isfinite(history)):
@@ -195,7 +197,7 @@ def pretrain(config: PretrainConfig | None = None, **kwargs: Any) -> PretrainRes
         "split_fingerprint": splits.fingerprint(), "split": "train", "n_windows": int(len(x)),
         "window": list(x.shape[1:]), "labels_used": cfg.objective == "supervised",
         "objective": cfg.objective, "epochs": cfg.epochs, "final_loss": history[-1], "loss_history": history,
-        "mask_ratio": cfg.mask_ratio if cfg.objective == "masked" else None,
+        "mask_ratio": cfg.mask_ratio if cfg.objective == "masked" else None, **objective_detail,
         "plugin": cfg.plugin, "plugin_options": plugin.options, "seed": cfg.seed,
         "learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size,
         "seconds": round(time.perf_counter() - t0, 1),
