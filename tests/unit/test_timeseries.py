@@ -34,6 +34,39 @@ def test_backbone_any_length_and_groups(name):
     assert len(groups) >= 3 and groups[-1].name in ("block3", "block6", "final")
 
 
+def test_transformer_tokens_see_a_neighbourhood_and_older_entries_still_load(tmp_path, monkeypatch):
+    """ts_transformer's tokens are 8-step convolutions: on one channel, per-step tokens all lie on one line
+    (the README's UCR table has the accuracies before and after). An entry pretrained with per-step tokens,
+    written before entries recorded how they were built, loads as it was."""
+    import json
+
+    from tlzoo.zoo.timeseries import ENTRY_FILE, transformer, write_local_entry
+
+    model, _, _ = build_backbone("ts_transformer", None, (None, 1))
+    assert model.get_layer("stem_proj").kernel.shape == (8, 1, 64)
+    x = np.zeros((1, 32, 1), np.float32)
+    x[0, 16] = 1.0  # an impulse changes the tokens of the steps within the kernel's reach only, before attention
+    stem = model.get_layer("stem_proj")
+    moved = np.abs(np.asarray(stem(x)) - np.asarray(stem(np.zeros_like(x))))[0].max(-1) > 0
+    assert moved.sum() == 8
+
+    monkeypatch.setenv("TLZOO_HOME", str(tmp_path))
+    lineage = {"source": "x.npz", "data_fingerprint": "0" * 16, "objective": "masked", "epochs": 1}
+    path = write_local_entry("new_tr", "ts_transformer", model, 1, ["v"], lineage)
+    assert json.loads((path / ENTRY_FILE).read_text())["builder_kwargs"] == {"stem_kernel": 8}
+    old = transformer(input_shape=(None, 1), stem_kernel=1)
+    path = write_local_entry("old_tr", "ts_transformer", old, 1, ["v"], lineage, builder_kwargs={"stem_kernel": 1})
+    entry = json.loads((path / ENTRY_FILE).read_text())
+    del entry["builder_kwargs"]  # as entries were written before they recorded it
+    (path / ENTRY_FILE).write_text(json.dumps(entry))
+    from tlzoo.zoo.timeseries import register_local_entries
+
+    register_local_entries()
+    loaded, _, _ = build_backbone("old_tr", "pretrained", (None, 1))
+    series = np.random.default_rng(0).normal(size=(2, 20, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded(series), old(series), atol=1e-6)
+
+
 def test_window_shorter_than_receptive_field():
     spec = get_backbone_spec("ts_inception")
     with pytest.warns(UserWarning, match="shorter than 'ts_inception'.*40") as said:

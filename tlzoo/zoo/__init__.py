@@ -88,8 +88,8 @@ def check_input_shape(spec: BackboneSpec, input_shape: Sequence[int | None]) -> 
             warnings.warn(
                 f"series of {shape[0]} steps are shorter than {spec.name!r}'s widest kernel / receptive field of "
                 f"{spec.min_size}: those filters partly see the zero padding; series (or windows) of >= "
-                f"{spec.min_size} steps, or a backbone with a smaller field (ts_fcn / ts_resnet 8, ts_transformer "
-                f"1), use every filter fully", UserWarning, stacklevel=2)
+                f"{spec.min_size} steps, or a backbone with a smaller field (ts_fcn / ts_resnet / ts_transformer "
+                f"8), use every filter fully", UserWarning, stacklevel=2)
     return shape  # type: ignore[return-value]
 
 

@@ -115,15 +115,22 @@ def inception_time(include_top: bool = False, weights: str | None = None,
     return _finish(inputs, x, "ts_inception", weights)
 
 
+STEM_KERNEL = 8  # ts_transformer's token: 8 steps, as FCN's first kernel
+
+
 def transformer(include_top: bool = False, weights: str | None = None,
                 input_shape: Sequence[int | None] | None = None, dim: int = 64, heads: int = 4,
-                layers: int = 2, ffn: int = 128, **_: Any) -> keras.Model:
-    """A small pre-norm Transformer encoder. Position comes from a depthwise convolution over time
-    (a conditional positional encoding), which works at any length without a table of positions."""
+                layers: int = 2, ffn: int = 128, stem_kernel: int = STEM_KERNEL, **_: Any) -> keras.Model:
+    """A small pre-norm Transformer encoder. Each token is a convolution over ``stem_kernel`` steps (a
+    single step's values make poor tokens for one channel: every token of a univariate series lies on one
+    line); position comes from a depthwise convolution over time (a conditional positional encoding), which
+    works at any length without a table of positions. ``stem_kernel=1``: the per-step projection of entries
+    pretrained before the convolution."""
     import keras
 
     inputs = _input(input_shape)
-    x = keras.layers.Dense(dim, name="stem_proj")(inputs)
+    x = (keras.layers.Dense(dim, name="stem_proj")(inputs) if stem_kernel == 1 else
+         keras.layers.Conv1D(dim, stem_kernel, padding="same", name="stem_proj")(inputs))
     x = keras.layers.Add(name="stem_add")([x, keras.layers.DepthwiseConv1D(3, padding="same", name="stem_pos")(x)])
     for i in range(1, layers + 1):
         y = keras.layers.LayerNormalization(name=f"block{i}_ln1")(x)
@@ -144,15 +151,20 @@ ARCHITECTURES: dict[str, tuple[Callable[..., keras.Model], int, int, str]] = {
     "ts_resnet": (resnet, 128, 8, "ResNet for time series (Wang et al. 2017): 3 residual blocks, conv 8/5/3"),
     "ts_inception": (inception_time, 128, 40,
                      "InceptionTime (Fawaz et al. 2020): 6 inception modules, kernels 10/20/40"),
-    "ts_transformer": (transformer, 64, 1, "small Transformer encoder: 2 layers, dim 64, 4 heads, conv positions"),
+    "ts_transformer": (transformer, 64, STEM_KERNEL,
+                       "small Transformer encoder: 8-step conv tokens, 2 layers, dim 64, 4 heads, conv positions"),
 }
 GROUP_RULES = ((r"^block(\d+)_", "block{1}"), (r"^final_", "final"))
+# What an entry records of how its architecture was built, so a later default cannot change it; entries
+# written before that record was kept were built with LEGACY_KWARGS
+BUILDER_KWARGS: dict[str, dict[str, Any]] = {"ts_transformer": {"stem_kernel": STEM_KERNEL}}
+LEGACY_KWARGS: dict[str, dict[str, Any]] = {"ts_transformer": {"stem_kernel": 1}}
 
 
 def register() -> None:
     from tlzoo.zoo import register_backbone
 
-    counts = {"ts_fcn": 265_216, "ts_resnet": 521_792, "ts_inception": 422_240, "ts_transformer": 67_456}  # 1 channel
+    counts = {"ts_fcn": 265_216, "ts_resnet": 521_792, "ts_inception": 422_240, "ts_transformer": 67_904}  # 1 channel
     for name, (builder, dim, min_len, desc) in ARCHITECTURES.items():
         register_backbone(BackboneSpec(
             name=name, family="timeseries", builder=builder, default_size=32, min_size=min_len,
@@ -181,7 +193,8 @@ def local_builder(entry_dir: Path, entry: dict[str, Any]) -> Callable[..., keras
                 f"backbone {entry['name']!r} was pretrained on {channels} channel(s) ({entry['features']}); "
                 f"the data has {input_shape[-1]}"
             )
-        model = base(input_shape=(None, channels), **{**entry.get("builder_kwargs", {}), **kwargs})
+        built_with = entry.get("builder_kwargs", LEGACY_KWARGS.get(entry["architecture"], {}))
+        model = base(input_shape=(None, channels), **{**built_with, **kwargs})
         if weights == LOCAL_WEIGHTS:
             from tlzoo.zoo.weights import verify
 
@@ -236,8 +249,11 @@ def register_local_entries() -> list[str]:
 
 
 def write_local_entry(name: str, architecture: str, backbone: keras.Model, channels: int, features: list[str],
-                      lineage: dict[str, Any], overwrite: bool = False) -> Path:
-    """Write ``backbone``'s weights and lineage as the zoo entry ``name`` (atomically) and register it."""
+                      lineage: dict[str, Any], overwrite: bool = False,
+                      builder_kwargs: dict[str, Any] | None = None) -> Path:
+    """Write ``backbone``'s weights and lineage as the zoo entry ``name`` (atomically) and register it.
+    ``builder_kwargs``: what ``backbone`` was built with beyond its shape (default: the architecture's
+    defaults, BUILDER_KWARGS)."""
     from tlzoo.runs.directory import atomic_dir, write_json
     from tlzoo.zoo import BACKBONES, register_backbone
     from tlzoo.zoo.weights import sha256_of
@@ -253,6 +269,7 @@ def write_local_entry(name: str, architecture: str, backbone: keras.Model, chann
         write_json(tmp / ENTRY_FILE, {
             "name": name, "architecture": architecture, "channels": int(channels), "features": list(features),
             "num_params": int(backbone.count_params()), "sha256": sha256_of(tmp / WEIGHTS_FILE),
+            "builder_kwargs": BUILDER_KWARGS.get(architecture, {}) if builder_kwargs is None else builder_kwargs,
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "lineage": lineage,
         })
