@@ -109,6 +109,7 @@ def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> None:
     from sklearn.metrics import roc_auc_score
 
     from tlzoo.anomaly import VIEWS, PatchCore, PatchCoreConfig
+    from tlzoo.anomaly.patchcore import DihedralView
     from tlzoo_defect.anomaly_data import anomaly_splits, normal_label, read_labelled
 
     labelled = read_labelled(args.magnetic)
@@ -128,9 +129,8 @@ def sweep_part(args: argparse.Namespace, rows: list[dict], save: Any) -> None:
         if s["tta"] == s["bank"]:  # the product's path: the scoring model averages over the views itself
             scores = pc.score(data.test.x, batch_size=32)[0]
         else:  # views of the (square) test images, against a bank without them
-            scores = np.mean([pc.score(np.ascontiguousarray(np.rot90(data.test.x[:, :, ::-1] if mirror else
-                                                                     data.test.x, turns, axes=(1, 2))),
-                                       batch_size=32)[0] for turns, mirror in VIEWS[s["tta"]]], axis=0)
+            scores = np.mean([pc.score(np.asarray(DihedralView(*view)(data.test.x)), batch_size=32)[0]
+                              for view in VIEWS[s["tta"]]], axis=0)
         rows.append({"spec": spec, **{k: s[k] for k in SWEEP_KEYS},
                      "levels": [lv["group"] for lv in pc.fit_info["levels"]],
                      "roc_auc": float(roc_auc_score(data.test.y, scores)), "bank_size": pc.fit_info["bank_size"],

@@ -152,7 +152,8 @@ ARCHITECTURES: dict[str, tuple[Callable[..., keras.Model], int, int, str]] = {
     "ts_inception": (inception_time, 128, 40,
                      "InceptionTime (Fawaz et al. 2020): 6 inception modules, kernels 10/20/40"),
     "ts_transformer": (transformer, 64, STEM_KERNEL,
-                       "small Transformer encoder: 8-step conv tokens, 2 layers, dim 64, 4 heads, conv positions"),
+                       f"small Transformer encoder: {STEM_KERNEL}-step conv tokens, 2 layers, dim 64, 4 heads, "
+                       "conv positions"),
 }
 GROUP_RULES = ((r"^block(\d+)_", "block{1}"), (r"^final_", "final"))
 # What an entry records of how its architecture was built, so a later default cannot change it; entries
